@@ -1,0 +1,3 @@
+/** Node-only entry: WebGPU through the `webgpu` package, file-system weight sources. */
+export * from '../index.js';
+export { nodeGPU, createNodeRuntime } from './gpu.js';

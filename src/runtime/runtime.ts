@@ -1,0 +1,471 @@
+import { BufferAllocator, type Allocation, type MemoryStats } from './allocator.js';
+import { f16ArrayToF32, f32ArrayToF16, storageBytes, type DType } from './dtype.js';
+import { DeviceLostError, FmBoostError, OutOfMemoryError, ShaderCompileError, ShapeError } from './errors.js';
+import { packParams, reflectShader, type ParamValues, type ShaderLayout } from './params.js';
+import { numel, Tensor } from './tensor.js';
+
+/** A compiled compute pipeline with its reflected layout. One per (shader, entry point, overrides). */
+export interface Kernel {
+  readonly label: string;
+  readonly pipeline: GPUComputePipeline;
+  readonly layout: ShaderLayout;
+}
+
+export type OverrideValues = Record<string, number | boolean>;
+
+export interface RuntimeOptions {
+  /** Hard cap on GPU bytes this runtime allocates (weights + activations + pool). Default: 4 GiB. */
+  memoryBudgetBytes?: number;
+  /** Log sink; default console.info. Pass `() => {}` to silence. */
+  log?: (msg: string) => void;
+  /** Submit recorded work after this many dispatches (bounds encoder memory). Default 512. */
+  maxPendingDispatches?: number;
+}
+
+/** Where a bound resource comes from: a tensor, or a raw buffer (for internal scratch). */
+export type Binding = Tensor | GPUBuffer;
+
+const UNIFORM_CHUNK = 64 * 1024;
+const UNIFORM_SLICE = 256;
+
+/**
+ * The runtime owns one GPUDevice: tensors, the buffer pool, the pipeline cache and the command stream.
+ * Ops record dispatches into one open compute pass; work is submitted on `flush()`, on a read, or every
+ * `maxPendingDispatches` dispatches. Only `read()` waits for the GPU.
+ */
+export class Runtime {
+  readonly allocator: BufferAllocator;
+  readonly limits: GPUSupportedLimits;
+  /** `shader-f16` is enabled on the device. */
+  readonly hasF16: boolean;
+  /** `subgroups` is enabled on the device. */
+  readonly hasSubgroups: boolean;
+  readonly log: (msg: string) => void;
+
+  private readonly kernels = new Map<string, Kernel>();
+  private readonly layouts = new Map<string, ShaderLayout>();
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private pending = 0;
+  private readonly maxPending: number;
+  private uniformChunks: GPUBuffer[] = [];
+  /** CPU copies of the uniform chunks used by the batch being recorded, index-aligned with uniformChunks. */
+  private uniformStaging: DataView[] = [];
+  private uniformChunk = 0;
+  private uniformOffset = 0;
+  private readonly scopes: Set<Tensor>[] = [];
+  private lostInfo: GPUDeviceLostInfo | null = null;
+  private readonly pendingErrors: Promise<GPUError | null>[] = [];
+  private dispatchCount = 0;
+
+  constructor(
+    readonly device: GPUDevice,
+    readonly adapterInfo: { vendor: string; architecture: string; device: string; description: string; isFallback: boolean },
+    options: RuntimeOptions = {},
+  ) {
+    this.limits = device.limits;
+    this.hasF16 = device.features.has('shader-f16');
+    this.hasSubgroups = device.features.has('subgroups');
+    this.log = options.log ?? ((m) => console.info(m));
+    this.maxPending = options.maxPendingDispatches ?? 512;
+    const maxBuf = Math.min(device.limits.maxBufferSize, device.limits.maxStorageBufferBindingSize);
+    this.allocator = new BufferAllocator(device, maxBuf, options.memoryBudgetBytes ?? 4 * 2 ** 30, () => this.flush());
+    device.lost.then((info) => {
+      this.lostInfo = info;
+      this.encoder = null;
+      this.pass = null;
+      this.allocator.abandon();
+    });
+  }
+
+  /** Short description of the adapter, e.g. "google swiftshader (fallback)". */
+  get adapterName(): string {
+    const a = this.adapterInfo;
+    return [a.vendor, a.architecture, a.device || a.description].filter(Boolean).join(' ') + (a.isFallback ? ' (fallback)' : '');
+  }
+
+  /** True once the device is lost; every further GPU call throws DeviceLostError. */
+  get isLost(): boolean {
+    return this.lostInfo !== null;
+  }
+
+  /** Total dispatches recorded since creation (for benchmarks: dispatches per network call). */
+  get dispatches(): number {
+    return this.dispatchCount;
+  }
+
+  /** Throws DeviceLostError if the device was lost. */
+  assertAlive(): void {
+    if (this.lostInfo) throw new DeviceLostError(this.lostInfo.reason, `GPU device lost: ${this.lostInfo.message || this.lostInfo.reason}`);
+  }
+
+  // ---------------------------------------------------------------- kernels
+
+  /** Reflected layout of a WGSL source (cached by label). */
+  shaderLayout(label: string, code: string): ShaderLayout {
+    let l = this.layouts.get(label);
+    if (!l) this.layouts.set(label, (l = reflectShader(label, code)));
+    return l;
+  }
+
+  /**
+   * The pipeline for `code` with the given override constants, compiled once and cached.
+   * `stem` names the shader file; only overrides the module declares may be passed.
+   */
+  kernel(stem: string, code: string, constants: OverrideValues = {}, entryPoint = 'main'): Kernel {
+    const keys = Object.keys(constants).sort();
+    const key = `${stem}:${entryPoint}:${keys.map((k) => `${k}=${+constants[k]!}`).join(',')}`;
+    const hit = this.kernels.get(key);
+    if (hit) return hit;
+    this.assertAlive();
+    const layout = this.shaderLayout(stem, code);
+    for (const k of keys) {
+      if (!layout.overrides.has(k)) throw new ShaderCompileError(stem, `override '${k}' is not declared by the shader`);
+    }
+    if (!layout.entryPoints.includes(entryPoint)) throw new ShaderCompileError(stem, `no compute entry point '${entryPoint}'`);
+    const label = `${stem}${entryPoint === 'main' ? '' : '.' + entryPoint}${keys.length ? `[${keys.map((k) => `${k}=${+constants[k]!}`).join(',')}]` : ''}`;
+    const module = this.device.createShaderModule({ label, code });
+    const numeric: Record<string, number> = {};
+    for (const k of keys) numeric[k] = +constants[k]!;
+    this.device.pushErrorScope('validation');
+    const pipeline = this.device.createComputePipeline({
+      label,
+      layout: 'auto',
+      compute: { module, entryPoint, constants: numeric },
+    });
+    const err = this.device.popErrorScope();
+    this.pendingErrors.push(
+      err.then(async (e) => {
+        if (!e) return null;
+        const info = await module.getCompilationInfo();
+        const msgs = info.messages.map((m) => `${m.type} ${m.lineNum}:${m.linePos} ${m.message}`).join('\n');
+        return new GPUValidationErrorWrapper(label, `${e.message}${msgs ? '\n' + msgs : ''}`);
+      }),
+    );
+    const k: Kernel = { label, pipeline, layout };
+    this.kernels.set(key, k);
+    return k;
+  }
+
+  /** Number of compiled pipelines (for tests: pipelines are compiled once). */
+  get kernelCount(): number {
+    return this.kernels.size;
+  }
+
+  /**
+   * Records one dispatch. `bindings` are the shader's storage bindings in binding order; `params` fills
+   * its `Params` uniform (every field required). `workgroups` must each be ≤ maxComputeWorkgroupsPerDimension.
+   */
+  dispatch(kernel: Kernel, bindings: readonly Binding[], params: ParamValues | null, workgroups: readonly [number, number?, number?]): void {
+    this.assertAlive();
+    const { layout, label } = kernel;
+    if (bindings.length !== layout.storage.length) {
+      throw new ShapeError(label, `expects ${layout.storage.length} storage bindings, got ${bindings.length}`);
+    }
+    const [x, y = 1, z = 1] = workgroups;
+    const maxWg = this.limits.maxComputeWorkgroupsPerDimension;
+    if (x > maxWg || y > maxWg || z > maxWg) throw new ShapeError(label, `dispatch (${x}, ${y}, ${z}) exceeds ${maxWg} workgroups per dimension`);
+    if (x === 0 || y === 0 || z === 0) return;
+    const entries: GPUBindGroupEntry[] = bindings.map((b, i) => {
+      const buffer = b instanceof Tensor ? b.buffer : b;
+      return { binding: layout.storage[i]!.binding, resource: { buffer } };
+    });
+    if (layout.params) {
+      if (!params) throw new ShapeError(label, 'Params values are required');
+      const { buffer, offset, view } = this.uniformSlice();
+      packParams(label, layout.params, params, view, offset);
+      entries.push({ binding: layout.params.binding, resource: { buffer, offset, size: layout.params.size } });
+    }
+    const bindGroup = this.device.createBindGroup({ label, layout: kernel.pipeline.getBindGroupLayout(0), entries });
+    const pass = this.openPass();
+    pass.setPipeline(kernel.pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(x, y, z);
+    this.dispatchCount++;
+    if (++this.pending >= this.maxPending) this.flush();
+  }
+
+  /**
+   * Splits `n` workgroups into a 2-D grid within the per-dimension limit. Kernels rebuild the linear id
+   * as `wid.x + wid.y * num_workgroups.x` and return when it is ≥ n.
+   */
+  grid(n: number): [number, number, number] {
+    const max = this.limits.maxComputeWorkgroupsPerDimension;
+    if (n <= max) return [Math.max(1, n), 1, 1];
+    const y = Math.ceil(n / max);
+    return [Math.ceil(n / y), y, 1];
+  }
+
+  // ---------------------------------------------------------------- tensors
+
+  /** An uninitialised tensor from the pool. */
+  empty(shape: readonly number[], dtype: DType = 'f32', label = 'tensor'): Tensor {
+    this.assertAlive();
+    checkShape(shape, label);
+    const a = this.allocator.alloc(storageBytes(numel(shape), dtype), label);
+    return this.adopt(new Tensor(this, [...shape], dtype, a, label));
+  }
+
+  /** A tensor of zeros. */
+  zeros(shape: readonly number[], dtype: DType = 'f32', label = 'zeros'): Tensor {
+    const t = this.empty(shape, dtype, label);
+    this.encoderForCopy().clearBuffer(t.buffer, 0, Math.ceil(t.byteLength / 4) * 4);
+    return t;
+  }
+
+  /**
+   * Uploads values. f32 data for dtype 'f32'; for 'f16' either float values (converted) or raw f16 bits
+   * (Uint16Array). `persistent` tensors (weights) bypass the pool.
+   */
+  upload(
+    data: Float32Array | Uint16Array | ArrayLike<number>,
+    shape: readonly number[],
+    opts: { dtype?: DType; label?: string; persistent?: boolean } = {},
+  ): Tensor {
+    this.assertAlive();
+    const dtype = opts.dtype ?? 'f32';
+    const label = opts.label ?? 'upload';
+    checkShape(shape, label);
+    const n = numel(shape);
+    if (data.length !== n) throw new ShapeError(`upload(${label})`, `${data.length} values for shape [${shape}] (${n} elements)`);
+    let bytes: ArrayBufferView;
+    if (dtype === 'f32') bytes = data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>);
+    else bytes = data instanceof Uint16Array ? data : f32ArrayToF16(data);
+    const a = this.allocator.alloc(storageBytes(n, dtype), label, !opts.persistent);
+    // A pooled buffer may still be read by recorded-but-unsubmitted work: writeBuffer runs at once in
+    // queue order, so submit that work first.
+    if (this.pending > 0) this.flush();
+    const padded = bytes.byteLength % 4 === 0 ? bytes : padTo4(bytes);
+    this.device.queue.writeBuffer(a.buffer, 0, padded.buffer, padded.byteOffset, padded.byteLength);
+    return this.adopt(new Tensor(this, [...shape], dtype, a, label));
+  }
+
+  /** Copies `src` into a new tensor (same dtype). */
+  clone(src: Tensor, label = src.label): Tensor {
+    const t = this.empty(src.shape, src.dtype, label);
+    this.encoderForCopy().copyBufferToBuffer(src.buffer, 0, t.buffer, 0, Math.ceil(src.byteLength / 4) * 4);
+    return t;
+  }
+
+  /** Copies `bytes` between tensors' buffers at byte offsets (multiples of 4). */
+  copy(src: Tensor, srcOffset: number, dst: Tensor, dstOffset: number, bytes: number): void {
+    this.encoderForCopy().copyBufferToBuffer(src.buffer, srcOffset, dst.buffer, dstOffset, bytes);
+  }
+
+  /** Reads a tensor back as float32 (f16 storage is decoded). Submits pending work and waits for it. */
+  async read(t: Tensor): Promise<Float32Array> {
+    this.assertAlive();
+    const bytes = Math.ceil(t.byteLength / 4) * 4;
+    const staging = this.device.createBuffer({ label: `read(${t.label})`, size: Math.max(4, bytes), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    this.encoderForCopy().copyBufferToBuffer(t.buffer, 0, staging, 0, bytes);
+    this.flush();
+    try {
+      await staging.mapAsync(GPUMapMode.READ);
+    } catch (e) {
+      staging.destroy();
+      this.assertAlive();
+      throw new FmBoostError(`read(${t.label}) failed: ${(e as Error).message}`, { cause: e });
+    }
+    const raw = staging.getMappedRange().slice(0);
+    staging.unmap();
+    staging.destroy();
+    await this.checkErrors();
+    if (t.dtype === 'f32') return new Float32Array(raw, 0, t.numel);
+    return f16ArrayToF32(new Uint16Array(raw, 0, t.numel));
+  }
+
+  /** Submits recorded work and waits until the GPU has finished it; surfaces deferred GPU errors. */
+  async sync(): Promise<void> {
+    this.assertAlive();
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    this.assertAlive();
+    await this.checkErrors();
+  }
+
+  /** Submits recorded work (does not wait). */
+  flush(): void {
+    if (!this.encoder || this.lostInfo) return;
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    // Uniforms of this batch: one writeBuffer per used chunk, queued before the submit that reads them.
+    // Reusing the chunks in the next batch is safe: that batch's writeBuffer is ordered after this submit.
+    for (let c = 0; c < this.uniformStaging.length; c++) {
+      const used = c < this.uniformChunk ? UNIFORM_CHUNK : this.uniformOffset;
+      if (used > 0) this.device.queue.writeBuffer(this.uniformChunks[c]!, 0, this.uniformStaging[c]!.buffer, 0, used);
+    }
+    this.uniformStaging = [];
+    this.uniformChunk = 0;
+    this.uniformOffset = 0;
+    const cb = this.encoder.finish();
+    this.encoder = null;
+    this.pending = 0;
+    this.device.queue.submit([cb]);
+  }
+
+  // ---------------------------------------------------------------- lifetime
+
+  /**
+   * Runs `fn`, then disposes every tensor created inside it except those reachable from its result
+   * (tensors, arrays and plain objects are searched). Nested scopes are allowed.
+   */
+  scope<R>(fn: () => R): R {
+    this.scopes.push(new Set());
+    let result: R;
+    try {
+      result = fn();
+    } catch (e) {
+      for (const t of this.scopes.pop()!) t.dispose();
+      throw e;
+    }
+    if (result instanceof Promise) {
+      this.scopes.pop();
+      throw new FmBoostError('Runtime.scope: the function returned a Promise; use scopeAsync');
+    }
+    this.closeScope(result);
+    return result;
+  }
+
+  /** Async variant of `scope`: only one async scope should be open per runtime at a time. */
+  async scopeAsync<R>(fn: () => Promise<R>): Promise<R> {
+    const set = new Set<Tensor>();
+    this.scopes.push(set);
+    let result: R;
+    try {
+      result = await fn();
+    } catch (e) {
+      this.removeScope(set);
+      for (const t of set) t.dispose();
+      throw e;
+    }
+    this.removeScope(set);
+    const keep = new Set<Tensor>();
+    collectTensors(result, keep);
+    for (const t of set) if (!keep.has(t)) t.dispose();
+    const parent = this.scopes[this.scopes.length - 1];
+    if (parent) for (const t of keep) parent.add(t);
+    return result;
+  }
+
+  /** Removes a tensor from the enclosing scopes, so it outlives them (like tf.keep). */
+  keep<T extends Tensor>(t: T): T {
+    for (const s of this.scopes) s.delete(t);
+    return t;
+  }
+
+  /** @internal registers a new tensor in the innermost scope. */
+  adopt(t: Tensor): Tensor {
+    this.scopes[this.scopes.length - 1]?.add(t);
+    return t;
+  }
+
+  /** @internal */
+  release(t: Tensor): void {
+    for (const s of this.scopes) s.delete(t);
+    if (this.lostInfo) return;
+    this.allocator.release(t.allocation as Allocation);
+  }
+
+  memory(): MemoryStats {
+    return this.allocator.stats();
+  }
+
+  /** Submits pending work and destroys the device. */
+  destroy(): void {
+    this.flush();
+    this.allocator.trim();
+    for (const b of this.uniformChunks) b.destroy();
+    this.uniformChunks = [];
+    this.device.destroy();
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private uniformSlice(): { buffer: GPUBuffer; offset: number; view: DataView } {
+    if (this.uniformOffset + UNIFORM_SLICE > UNIFORM_CHUNK) {
+      this.uniformChunk++;
+      this.uniformOffset = 0;
+    }
+    if (this.uniformStaging.length <= this.uniformChunk) this.uniformStaging.push(new DataView(new ArrayBuffer(UNIFORM_CHUNK)));
+    while (this.uniformChunks.length <= this.uniformChunk) {
+      this.uniformChunks.push(
+        this.device.createBuffer({ label: `uniforms#${this.uniformChunks.length}`, size: UNIFORM_CHUNK, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST }),
+      );
+    }
+    const offset = this.uniformOffset;
+    this.uniformOffset += UNIFORM_SLICE;
+    return { buffer: this.uniformChunks[this.uniformChunk]!, offset, view: this.uniformStaging[this.uniformChunk]! };
+  }
+
+  private openPass(): GPUComputePassEncoder {
+    if (!this.encoder) this.encoder = this.device.createCommandEncoder({ label: 'fmboost' });
+    if (!this.pass) this.pass = this.encoder.beginComputePass({ label: 'fmboost.pass' });
+    return this.pass;
+  }
+
+  /** The encoder with no compute pass open, for copies and clears. */
+  private encoderForCopy(): GPUCommandEncoder {
+    this.assertAlive();
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    if (!this.encoder) this.encoder = this.device.createCommandEncoder({ label: 'fmboost' });
+    this.pending++;
+    return this.encoder;
+  }
+
+  private async checkErrors(): Promise<void> {
+    if (!this.pendingErrors.length) return;
+    const errs = await Promise.all(this.pendingErrors.splice(0));
+    const bad = errs.find((e) => e);
+    if (bad instanceof GPUValidationErrorWrapper) throw new ShaderCompileError(bad.label, bad.detail);
+  }
+
+  private closeScope(result: unknown): void {
+    const set = this.scopes.pop()!;
+    const keep = new Set<Tensor>();
+    collectTensors(result, keep);
+    for (const t of set) if (!keep.has(t)) t.dispose();
+    const parent = this.scopes[this.scopes.length - 1];
+    if (parent) for (const t of keep) if (set.has(t)) parent.add(t);
+  }
+
+  private removeScope(set: Set<Tensor>): void {
+    const i = this.scopes.lastIndexOf(set);
+    if (i >= 0) this.scopes.splice(i, 1);
+  }
+}
+
+class GPUValidationErrorWrapper {
+  constructor(readonly label: string, readonly detail: string) {}
+  get message(): string {
+    return this.detail;
+  }
+}
+
+function collectTensors(v: unknown, out: Set<Tensor>, depth = 0): void {
+  if (depth > 6 || v === null || typeof v !== 'object') return;
+  if (v instanceof Tensor) {
+    out.add(v);
+    return;
+  }
+  if (Array.isArray(v)) for (const x of v) collectTensors(x, out, depth + 1);
+  else if (Object.getPrototypeOf(v) === Object.prototype) for (const x of Object.values(v)) collectTensors(x, out, depth + 1);
+}
+
+function checkShape(shape: readonly number[], label: string): void {
+  if (!Array.isArray(shape) || shape.some((d) => !Number.isInteger(d) || d < 0)) {
+    throw new ShapeError(label, `invalid shape [${shape}]`);
+  }
+}
+
+function padTo4(v: ArrayBufferView): Uint8Array {
+  const out = new Uint8Array(Math.ceil(v.byteLength / 4) * 4);
+  out.set(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+  return out;
+}
+
+export { OutOfMemoryError };
