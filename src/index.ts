@@ -3,3 +3,4 @@
  * This is the one public entry point for browsers and Node (Node-only helpers: `fmboost-webgpu/node`).
  */
 export * from './runtime/index.js';
+export * from './io/index.js';
