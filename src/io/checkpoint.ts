@@ -295,8 +295,8 @@ function collectStorages(root: PyValue): Set<TorchStorage> {
 
 async function readSpan(zip: ZipArchive, entry: ZipEntry, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
   // A private copy: byte swapping and typed-array alignment must not touch the source's memory.
-  const b = await zip.read(entry, offset, length, signal);
-  return b.slice();
+  // (new Uint8Array(x) copies; Buffer#slice, which a Node source may hand back, would not.)
+  return new Uint8Array(await zip.read(entry, offset, length, signal));
 }
 
 function swapBytes(b: Uint8Array, item: number): void {

@@ -303,7 +303,7 @@ function dictFrom(d: PyDict, items: PyValue | undefined, fail: (d: string) => ne
 function bytesFrom(a: readonly PyValue[], fail: (d: string) => never): Uint8Array {
   const [x, enc] = a;
   if (x === undefined) return new Uint8Array(0);
-  if (x instanceof Uint8Array) return x.slice();
+  if (x instanceof Uint8Array) return new Uint8Array(x);
   if (typeof x === 'string' && (enc === 'latin1' || enc === 'latin-1' || enc === 'iso-8859-1')) {
     const out = new Uint8Array(x.length);
     for (let i = 0; i < x.length; i++) {
@@ -464,10 +464,10 @@ class Unpickler {
         case 0x55: this.push(this.text(this.u8())); break; // SHORT_BINSTRING
         case 0x53: this.push(this.quoted(this.line())); break; // STRING (text repr)
         case 0x56: this.push(rawUnicodeEscape(this.line())); break; // UNICODE (raw-unicode-escape text)
-        case 0x42: this.push(this.bytes(this.u32()).slice()); break; // BINBYTES
-        case 0x43: this.push(this.bytes(this.u8()).slice()); break; // SHORT_BINBYTES
-        case 0x8e: this.push(this.bytes(this.u64()).slice()); break; // BINBYTES8
-        case 0x96: this.push(this.bytes(this.u64()).slice()); break; // BYTEARRAY8
+        case 0x42: this.push(new Uint8Array(this.bytes(this.u32()))); break; // BINBYTES
+        case 0x43: this.push(new Uint8Array(this.bytes(this.u8()))); break; // SHORT_BINBYTES
+        case 0x8e: this.push(new Uint8Array(this.bytes(this.u64()))); break; // BINBYTES8
+        case 0x96: this.push(new Uint8Array(this.bytes(this.u64()))); break; // BYTEARRAY8
         case 0x97: this.fail('out-of-band buffers (NEXT_BUFFER) are not supported'); break;
         case 0x98: this.top(); break; // READONLY_BUFFER: no effect on an inert copy
         case 0x29: this.push(Object.freeze([])); break; // EMPTY_TUPLE

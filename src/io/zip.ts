@@ -73,14 +73,16 @@ export class ZipArchive {
     const tailStart = size - tailLen;
     const tail = await readExact(source, tailStart, tailLen, signal);
     const tv = view(tail);
+    // The record whose comment ends exactly at the end of the file wins, so a signature inside a comment is
+    // not mistaken for it; failing that (bytes appended after the archive), the last one that fits.
     let at = -1;
-    for (let i = tailLen - EOCD_SIZE; i >= 0; i--) {
-      if (tv.getUint32(i, true) !== SIG_EOCD) continue;
-      // A signature inside the comment is not the record: the comment must end within the file.
-      if (i + EOCD_SIZE + tv.getUint16(i + 20, true) <= tailLen) {
-        at = i;
-        break;
+    for (const exact of [true, false]) {
+      for (let i = tailLen - EOCD_SIZE; i >= 0 && at < 0; i--) {
+        if (tv.getUint32(i, true) !== SIG_EOCD) continue;
+        const end = i + EOCD_SIZE + tv.getUint16(i + 20, true);
+        if (exact ? end === tailLen : end <= tailLen) at = i;
       }
+      if (at >= 0) break;
     }
     if (at < 0) {
       const head = await readExact(source, 0, Math.min(4, size), signal);
