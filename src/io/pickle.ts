@@ -229,7 +229,7 @@ const REDUCERS: Readonly<Record<string, Reducer>> = {
   // Protocol 0/1 instances: copyreg._reconstructor(cls, object, None) is cls.__new__(cls), like NEWOBJ.
   'copyreg._reconstructor': (a, fail) => {
     const [cls, base, state] = a;
-    if (!(cls instanceof PyGlobal) || !(base instanceof PyGlobal) || base.$global !== 'builtins.object' || (state !== null && state !== undefined)) {
+    if (!(cls instanceof PyGlobal) || !(base instanceof PyGlobal) || canonical(base) !== 'builtins.object' || (state !== null && state !== undefined)) {
       fail(`copyreg._reconstructor is only accepted as (class, object, None)`);
     }
     return newObject(cls as PyGlobal, [], undefined);

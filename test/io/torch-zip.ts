@@ -138,13 +138,12 @@ export function contiguousStride(shape: number[]): number[] {
 }
 
 function intTuple(xs: number[]): number[] {
-  return [...P.mark, ...xs.flatMap((x) => (x < 256 ? P.binint1(x) : P.binint(x))), ...P.tuple];
+  return [...P.mark, ...xs.flatMap((x) => (x >= 0 && x < 256 ? P.binint1(x) : P.binint(x))), ...P.tuple];
 }
 
-/** Pickle ops that leave one rebuilt tensor on the stack, as torch.save writes it (protocol 2). */
-export function tensorOps(t: TensorSpec): number[] {
-  const rebuild = [
-    ...P.global('torch._utils', '_rebuild_tensor_v2'),
+/** The argument tuple of _rebuild_tensor_v2: (storage via BINPERSID, offset, size, stride, requires_grad, hooks). */
+export function tensorArgs(t: TensorSpec): number[] {
+  return [
     ...P.mark,
     ...P.mark,
     ...P.binunicode('storage'),
@@ -162,8 +161,12 @@ export function tensorOps(t: TensorSpec): number[] {
     ...P.emptyTuple,
     ...P.reduce,
     ...P.tuple,
-    ...P.reduce,
   ];
+}
+
+/** Pickle ops that leave one rebuilt tensor on the stack, as torch.save writes it (protocol 2). */
+export function tensorOps(t: TensorSpec): number[] {
+  const rebuild = [...P.global('torch._utils', '_rebuild_tensor_v2'), ...tensorArgs(t), ...P.reduce];
   if (!t.parameter) return rebuild;
   return [
     ...P.global('torch._utils', '_rebuild_parameter'),
