@@ -4,3 +4,5 @@
  */
 export * from './runtime/index.js';
 export * from './io/index.js';
+export { openCheckpoint, Checkpoint, cfmWeightsFromCheckpoint, convertCheckpoint, PrefixedTensorSource, CFM_EMA_PREFIX, CFM_ONLINE_PREFIX, type CheckpointOptions, type ConvertOptions } from './io/checkpoint.js';
+export { unpickle, PyDict, PyGlobal, PyObject, TorchStorage, TorchTensor, DEFAULT_PICKLE_LIMITS, type PyValue, type PickleLimits, type StorageDType } from './io/pickle.js';
