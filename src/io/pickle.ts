@@ -135,6 +135,11 @@ export interface PickleLimits {
   maxContainerItems: number;
   /** Longest integer accepted by LONG1 / LONG4 / INT / LONG, bytes. */
   maxIntBytes: number;
+  /**
+   * Most elements the constructors may copy in total. A memoised container passed to set()/OrderedDict()/…
+   * again and again costs a few opcode bytes per copy, so without this a small pickle could run for hours.
+   */
+  maxCopiedItems: number;
 }
 
 export const DEFAULT_PICKLE_LIMITS: PickleLimits = {
@@ -144,6 +149,7 @@ export const DEFAULT_PICKLE_LIMITS: PickleLimits = {
   maxDepth: 1000,
   maxContainerItems: 1 << 24,
   maxIntBytes: 256,
+  maxCopiedItems: 1 << 24,
 };
 
 export interface UnpickleOptions {
@@ -380,6 +386,7 @@ class Unpickler {
   private readonly memo = new Map<number, PyValue>();
   private readonly storages = new Map<string, TorchStorage>();
   private readonly dv: DataView;
+  private copied = 0;
 
   constructor(
     private readonly b: Uint8Array,
@@ -744,6 +751,18 @@ class Unpickler {
     return new PyGlobal(module, name);
   }
 
+  /** Charges what a constructor call may copy: its arguments and the elements of each container among them. */
+  private chargeCopy(args: readonly PyValue[]): void {
+    let n = args.length;
+    for (const a of args) {
+      if (Array.isArray(a) || typeof a === 'string') n += a.length;
+      else if (a instanceof Uint8Array) n += a.byteLength;
+      else if (a instanceof Set || a instanceof PyDict) n += a.size;
+    }
+    this.copied += n;
+    if (this.copied > this.lim.maxCopiedItems) this.fail(`constructors copied more than ${this.lim.maxCopiedItems} elements`);
+  }
+
   private call(fn: PyValue, args: PyValue, fail: (d: string) => never): PyValue {
     if (!(fn instanceof PyGlobal)) return this.fail(`call of ${describe(fn)} (only named constructors can be called)`);
     if (!Array.isArray(args) || !Object.isFrozen(args)) return this.fail(`call arguments must be a tuple, got ${describe(args)}`);
@@ -753,12 +772,14 @@ class Unpickler {
       const spelled = fn.$global;
       return this.fail(`refused call of '${spelled}'${canon !== spelled ? ` (${canon})` : ''}: not one of the tensor/storage rebuilds or inert containers a checkpoint may construct; nothing was executed`);
     }
+    this.chargeCopy(args as PyValue[]);
     return reducer(args as PyValue[], fail);
   }
 
   private newObj(cls: PyValue, args: PyValue, kwargs: PyDict | undefined): PyValue {
     if (!(cls instanceof PyGlobal)) return this.fail(`NEWOBJ of ${describe(cls)} (needs a class)`);
     if (!Array.isArray(args)) return this.fail(`NEWOBJ arguments must be a tuple, got ${describe(args)}`);
+    this.chargeCopy(args as PyValue[]);
     return newObject(cls, args as PyValue[], kwargs);
   }
 

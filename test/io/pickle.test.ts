@@ -305,6 +305,13 @@ describe('unpickle: refusals', () => {
     const deep = pickle(...Array(n).fill(P.emptyList), ...Array(n - 1).fill(P.append));
     refused(deep, 'objects nested deeper than 20', { limits: { maxDepth: 20 } });
     expect(Array.isArray(unpickle(deep))).toBe(true);
+    // copy amplification: one memoised list of 10,000 items handed to set() over and over
+    const amplify = pickle(P.global('builtins', 'set'), P.binput(1), P.pop, P.emptyList, P.binput(0), P.mark, ...Array(10_000).fill(P.none), P.appends,
+      ...Array(3000).fill([...P.binget(1), ...P.binget(0), ...P.tuple1, ...P.reduce, ...P.pop]));
+    refused(amplify, 'constructors copied more than 100000 elements', { limits: { maxCopiedItems: 100_000 } });
+    const t0 = performance.now();
+    refused(amplify, `constructors copied more than ${2 ** 24} elements`);
+    expect(performance.now() - t0).toBeLessThan(5000);
     // a BINUNICODE8 that claims 2^52 bytes fails on the length, it never allocates
     refused(cat(P.proto(4), [0x8d, 0, 0, 0, 0, 0, 0, 0x10, 0], P.stop), 'needs 4503599627370496 more bytes');
   });
