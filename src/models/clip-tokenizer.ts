@@ -331,7 +331,7 @@ export class CLIPTokenizer {
     if (typeof DecompressionStream === 'undefined') throw new ConfigError(where, 'DecompressionStream is not available (Node ≥ 18 or a current browser is needed)');
     let text: string;
     try {
-      const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'));
+      const stream = new Blob([bytes.slice()]).stream().pipeThrough(new DecompressionStream('gzip'));
       text = await new Response(stream).text();
     } catch (e) {
       throw new ConfigError(where, `not a valid gzip file (${(e as Error).message})`);

@@ -159,7 +159,7 @@ describe('CLIPTokenizer: API', () => {
 
   it('fromVocabMerges (Hugging Face files) gives the same ids', async () => {
     const gz = new Uint8Array(readFileSync(FIXTURES + 'bpe_simple_vocab_16e6.txt.gz'));
-    const text = await new Response(new Blob([gz]).stream().pipeThrough(new DecompressionStream('gzip'))).text();
+    const text = await new Response(new Blob([gz.slice()]).stream().pipeThrough(new DecompressionStream('gzip'))).text();
     const merges = text.split('\n').slice(1, 48_895);
     const vocab: Record<string, number> = {};
     const tokens: string[] = [];
