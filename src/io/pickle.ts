@@ -376,7 +376,7 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions = {}): PyVal
   return new Unpickler(data, options.name ?? 'pickle', { ...DEFAULT_PICKLE_LIMITS, ...options.limits }).run();
 }
 
-/** Sentinel marking where a MARK was pushed is kept out of the value stack (marks holds stack lengths). */
+/** One decoding pass. MARK positions live in `marks` (as stack lengths), never on the value stack. */
 class Unpickler {
   private pos = 0;
   private op = 0;
