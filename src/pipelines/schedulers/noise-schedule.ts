@@ -62,7 +62,7 @@ export interface Schedule {
 
 const f32 = Math.fround;
 
-/** torch.linspace(start, end, n) in float32 (the CPU kernel: float32 step, fills from both ends). */
+/** torch.linspace(start, end, n) in float32 (the CPU kernel: float32 step, fills from both ends, fused multiply-add). */
 export function linspaceF32(start: number, end: number, n: number): Float32Array {
   const out = new Float32Array(n);
   if (n === 1) {
@@ -73,7 +73,8 @@ export function linspaceF32(start: number, end: number, n: number): Float32Array
   const e = f32(end);
   const step = f32(f32(e - s) / (n - 1));
   const half = Math.floor(n / 2);
-  for (let i = 0; i < n; i++) out[i] = i < half ? f32(s + f32(step * i)) : f32(e - f32(step * (n - 1 - i)));
+  // step·i is exact in float64 (24-bit step × i < 2²⁹), so one rounding reproduces the kernel's fused multiply-add.
+  for (let i = 0; i < n; i++) out[i] = i < half ? f32(s + step * i) : f32(e - step * (n - 1 - i));
   return out;
 }
 
