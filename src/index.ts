@@ -6,3 +6,7 @@ export * from './runtime/index.js';
 export * from './io/index.js';
 export { openCheckpoint, Checkpoint, cfmWeightsFromCheckpoint, convertCheckpoint, PrefixedTensorSource, CFM_EMA_PREFIX, CFM_ONLINE_PREFIX, type CheckpointOptions, type ConvertOptions } from './io/checkpoint.js';
 export { unpickle, PyDict, PyGlobal, PyObject, TorchStorage, TorchTensor, DEFAULT_PICKLE_LIMITS, type PyValue, type PickleLimits, type StorageDType } from './io/pickle.js';
+export { CLIPTokenizer, CLIP_CONTEXT_LENGTH, CLIP_BOS_ID, CLIP_EOS_ID, type EncodeOptions, type Encoded } from './models/clip-tokenizer.js';
+export * from './pipelines/schedulers/index.js';
+export { randn, philox4x32, NOISE_STREAM } from './pipelines/random.js';
+export { flowTimeGrid, forwardDiffusionAlphaBar, integrateFixedGrid, ODE_EVALS_PER_STEP, type OdeMethod, type StateOps, type IntegrateOptions } from './pipelines/flow-schedule.js';
