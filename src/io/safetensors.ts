@@ -278,9 +278,10 @@ const ARRAY_FOR: Record<HostTensor['dtype'], Function> = {
 };
 
 /** Serialises tensors (in the given order) to a safetensors file; the header is padded to 8 bytes. */
-export function writeSafetensors(tensors: { name: string; tensor: HostTensor }[], metadata?: Record<string, string>): Uint8Array {
+export function writeSafetensors(tensors: { name: string; tensor: HostTensor }[], metadata?: Record<string, string>): Uint8Array<ArrayBuffer> {
   const where = 'writeSafetensors';
-  const header: Record<string, unknown> = {};
+  // Null prototype: a tensor named '__proto__' must become a key, not replace the prototype.
+  const header: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   if (metadata) {
     for (const [k, v] of Object.entries(metadata)) if (typeof v !== 'string') throw new ArgumentError(where, `metadata '${k}' is not a string`);
     header.__metadata__ = metadata;

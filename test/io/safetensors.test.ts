@@ -138,6 +138,14 @@ describe('safetensors: writer', () => {
     for (const k of ask) expect(Array.from(seen.get(k)!.data as ArrayLike<number>)).toEqual(Array.from((await f.read(k)).data as ArrayLike<number>));
   });
 
+  test("hostile key names ('__proto__', unicode) round-trip as plain keys", async () => {
+    const one = (name: string) => ({ name, tensor: { dtype: 'f32' as const, shape: [1], data: Float32Array.from([name.length]) } });
+    const names = ['__proto__', 'constructor', 'ключ.weight', ''.padEnd(300, 'k')];
+    const f = await SafetensorsFile.open(bytesSource(writeSafetensors(names.map(one))));
+    expect(f.keys()).toEqual(names);
+    for (const n of names) expect(Array.from((await f.read(n)).data as Float32Array)).toEqual([n.length]);
+  });
+
   test('bad writer input is an ArgumentError', () => {
     const t = tensors[0]!.tensor;
     expect(() => writeSafetensors([{ name: 'a', tensor: t }, { name: 'a', tensor: t }])).toThrow(ArgumentError);
