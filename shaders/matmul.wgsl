@@ -1,0 +1,150 @@
+// prefix: activation.wgsl
+// Batched matmul with a fused epilogue:
+//   C[z,m,n] = act(alpha · Σ_k A[z,m,k] · B[z,k,n] + bias[n]) + R[z,m,n]
+// A: [Z, M, K] f32 row-major. B: [Z, K, N], or [Z, N, K] when TRANS_B (a PyTorch Linear weight); f32 bits or
+// packed f16 pairs (W_F16) in array<u32>; strideB = 0 broadcasts one B over the batch. C, R: [Z, M, N].
+// Tiling: a workgroup of WG_M × WG_N threads owns a (4·WG_M) × (4·WG_N) block of C and walks K in TILE_K
+// steps through workgroup tiles; each thread keeps a 4 × 4 register tile (four vec4 accumulators) and reads
+// one vec4 of A and one of B per k. TILE_K must be a multiple of 4 and of WG_M and WG_N.
+// Dispatch: rt.grid(tilesM · tilesN) in (x, y), batch in z; the tile id is wid.x + wid.y · num_workgroups.x.
+// Bindings: 0 a, 1 b, 2 bias (read only if HAS_BIAS), 3 residual (read only if HAS_RESIDUAL), 4 out, 5 params.
+// Matches test/reference/matmul.ts matmulRef (float64).
+
+override WG_M: u32 = 16;
+override WG_N: u32 = 16;
+override TILE_K: u32 = 16;
+override TRANS_B: bool = false;
+override W_F16: bool = false;
+override HAS_BIAS: bool = false;
+override HAS_RESIDUAL: bool = false;
+override ACT: u32 = 0u;
+
+struct Params {
+  // problem size
+  M: u32,
+  N: u32,
+  K: u32,
+  // elements between consecutive batch matrices (0 for a broadcast B)
+  strideA: u32,
+  strideB: u32,
+  strideC: u32,
+  // tiles along N, to split the linear tile id
+  tilesN: u32,
+  alpha: f32,
+}
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<u32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read> residual: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<uniform> params: Params;
+
+var<workgroup> aTile: array<vec4f, TILE_K * WG_M>;   // [k][row group]: rows 4r..4r+3 of the block at k
+var<workgroup> bTile: array<vec4f, TILE_K * WG_N>;   // [k][col group]: cols 4c..4c+3 of the block at k
+
+fn loadW(i: u32) -> f32 {
+  if (W_F16) {
+    return unpack2x16float(b[i >> 1u])[i & 1u];
+  }
+  return bitcast<f32>(b[i]);
+}
+
+fn loadA(base: u32, m: u32, k: u32) -> f32 {
+  if (m < params.M && k < params.K) { return a[base + m * params.K + k]; }
+  return 0.0;
+}
+
+fn loadB(base: u32, k: u32, n: u32) -> f32 {
+  if (k < params.K && n < params.N) {
+    if (TRANS_B) { return loadW(base + n * params.K + k); }
+    return loadW(base + k * params.N + n);
+  }
+  return 0.0;
+}
+
+@compute @workgroup_size(WG_M * WG_N)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let tile = wid.x + wid.y * nwg.x;
+  let tileM = tile / params.tilesN;
+  // Whole workgroups leave together, before any barrier, so the barriers stay uniform.
+  if (tileM * 4u * WG_M >= params.M) { return; }
+  let m0 = tileM * 4u * WG_M;
+  let n0 = (tile % params.tilesN) * 4u * WG_N;
+  let z = wid.z;
+  let baseA = z * params.strideA;
+  let baseB = z * params.strideB;
+  let tx = li % WG_N;
+  let ty = li / WG_N;
+  let threads = WG_M * WG_N;
+
+  var acc0 = vec4f(0.0);
+  var acc1 = vec4f(0.0);
+  var acc2 = vec4f(0.0);
+  var acc3 = vec4f(0.0);
+
+  for (var k0 = 0u; k0 < params.K; k0 += TILE_K) {
+    // A block: consecutive threads take consecutive k of one row group (contiguous in memory).
+    for (var s = li; s < TILE_K * WG_M; s += threads) {
+      let k = s % TILE_K;
+      let r = s / TILE_K;
+      let m = m0 + 4u * r;
+      aTile[k * WG_M + r] = vec4f(loadA(baseA, m, k0 + k), loadA(baseA, m + 1u, k0 + k), loadA(baseA, m + 2u, k0 + k), loadA(baseA, m + 3u, k0 + k));
+    }
+    // B block: contiguous along n for [K, N], along k for the transposed [N, K] layout.
+    for (var s = li; s < TILE_K * WG_N; s += threads) {
+      var k: u32;
+      var c: u32;
+      if (TRANS_B) {
+        k = s % TILE_K;
+        c = s / TILE_K;
+      } else {
+        k = s / WG_N;
+        c = s % WG_N;
+      }
+      let n = n0 + 4u * c;
+      bTile[k * WG_N + c] = vec4f(loadB(baseB, k0 + k, n), loadB(baseB, k0 + k, n + 1u), loadB(baseB, k0 + k, n + 2u), loadB(baseB, k0 + k, n + 3u));
+    }
+    workgroupBarrier();
+    for (var k = 0u; k < TILE_K; k += 4u) {
+      var av = aTile[k * WG_M + ty];
+      var bv = bTile[k * WG_N + tx];
+      acc0 += av.x * bv; acc1 += av.y * bv; acc2 += av.z * bv; acc3 += av.w * bv;
+      av = aTile[(k + 1u) * WG_M + ty];
+      bv = bTile[(k + 1u) * WG_N + tx];
+      acc0 += av.x * bv; acc1 += av.y * bv; acc2 += av.z * bv; acc3 += av.w * bv;
+      av = aTile[(k + 2u) * WG_M + ty];
+      bv = bTile[(k + 2u) * WG_N + tx];
+      acc0 += av.x * bv; acc1 += av.y * bv; acc2 += av.z * bv; acc3 += av.w * bv;
+      av = aTile[(k + 3u) * WG_M + ty];
+      bv = bTile[(k + 3u) * WG_N + tx];
+      acc0 += av.x * bv; acc1 += av.y * bv; acc2 += av.z * bv; acc3 += av.w * bv;
+    }
+    workgroupBarrier();
+  }
+
+  let m = m0 + 4u * ty;
+  let n = n0 + 4u * tx;
+  let baseC = z * params.strideC;
+  store(baseC, m, n, acc0);
+  store(baseC, m + 1u, n, acc1);
+  store(baseC, m + 2u, n, acc2);
+  store(baseC, m + 3u, n, acc3);
+}
+
+fn store(baseC: u32, m: u32, n: u32, acc: vec4f) {
+  if (m >= params.M) { return; }
+  var v = acc * params.alpha;
+  if (HAS_BIAS) {
+    v += vec4f(bias[min(n, params.N - 1u)], bias[min(n + 1u, params.N - 1u)], bias[min(n + 2u, params.N - 1u)], bias[min(n + 3u, params.N - 1u)]);
+  }
+  v = activate(v, ACT);
+  let row = baseC + m * params.N;
+  for (var j = 0u; j < 4u; j++) {
+    if (n + j < params.N) {
+      var y = v[j];
+      if (HAS_RESIDUAL) { y += residual[row + n + j]; }
+      out[row + n + j] = y;
+    }
+  }
+}

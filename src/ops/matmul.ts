@@ -1,0 +1,154 @@
+import activationWgsl from '../../shaders/activation.wgsl';
+import matmulWgsl from '../../shaders/matmul.wgsl';
+import { ArgumentError, ShapeError } from '../runtime/errors.js';
+import type { Runtime } from '../runtime/runtime.js';
+import type { Tensor } from '../runtime/tensor.js';
+
+/** Epilogue activations of matmul / linear (and of any kernel that concatenates shaders/activation.wgsl). */
+export type Activation = 'none' | 'silu' | 'gelu' | 'gelu_tanh' | 'quick_gelu';
+
+/** WGSL `activate(x, kind)` numbering of shaders/activation.wgsl. */
+export const ACTIVATIONS: Readonly<Record<Activation, number>> = { none: 0, silu: 1, gelu: 2, gelu_tanh: 3, quick_gelu: 4 };
+
+/** The WGSL helper snippet, for dispatchers of other kernels with a fused activation. */
+export const ACTIVATION_WGSL: string = activationWgsl;
+
+const MATMUL_WGSL = activationWgsl + '\n' + matmulWgsl;
+
+/**
+ * Workgroup tiling of the register-blocked GEMM kernels (matmul and conv2d share it): WG_M × WG_N threads,
+ * each with a 4 × 4 output tile, walking K in TILE_K steps. TILE_K is a multiple of 4, WG_M and WG_N.
+ */
+export interface GemmTiles {
+  WG_M: number;
+  WG_N: number;
+  TILE_K: number;
+}
+
+/**
+ * Tile choice per device class and problem. CPU adapters (SwiftShader) run a workgroup's invocations as SIMD
+ * lanes and pay for every barrier, so they get big workgroups and long K steps; GPUs get 16 × 16 threads
+ * (64 × 64 blocks). Thin problems (M or N below one block) shrink that side so fewer lanes idle.
+ */
+export function gemmTiles(rt: Runtime, M: number, N: number): GemmTiles {
+  const cpu = isCpuAdapter(rt);
+  let WG_M = 16;
+  let WG_N = 16;
+  const TILE_K = cpu ? 32 : 16;
+  if (M <= 16) [WG_M, WG_N] = [4, 32];
+  else if (N <= 16) [WG_M, WG_N] = [32, 4];
+  return { WG_M, WG_N, TILE_K };
+}
+
+/** A short description of a tile choice, for benchmarks and logs. */
+export function describeTiles(t: GemmTiles): string {
+  return `${4 * t.WG_M}x${4 * t.WG_N} block, ${t.WG_M}x${t.WG_N} threads x 4x4, K step ${t.TILE_K}`;
+}
+
+/** @internal True for software adapters (SwiftShader and other fallbacks). */
+export function isCpuAdapter(rt: Runtime): boolean {
+  return rt.adapterInfo.isFallback || /swiftshader|llvmpipe|lavapipe|cpu/i.test(`${rt.adapterInfo.architecture} ${rt.adapterInfo.device}`);
+}
+
+export interface MatmulOptions {
+  /** b is given as [B?, N, K] (a PyTorch Linear weight) instead of [B?, K, N]. */
+  transB?: boolean;
+  /** [N], added before the activation. */
+  bias?: Tensor;
+  activation?: Activation;
+  /** Same shape as the output, added after the activation. */
+  residual?: Tensor;
+  /** Scales the product before bias and activation. Default 1. */
+  alpha?: number;
+}
+
+/**
+ * Batched matmul with a fused epilogue: out = act(alpha · a @ b + bias) + residual.
+ * a [B?, M, K] f32; b [B?, K, N] or, with transB, [B?, N, K], f32 or f16 storage; a 2-D b is broadcast over
+ * the batch. Returns [B?, M, N] (f32).
+ */
+export function matmul(rt: Runtime, a: Tensor, b: Tensor, o: MatmulOptions = {}): Tensor {
+  const op = 'matmul';
+  if (a.shape.length !== 2 && a.shape.length !== 3) throw new ShapeError(op, `a must be [M, K] or [B, M, K], got [${a.shape}]`);
+  if (b.shape.length !== 2 && b.shape.length !== 3) throw new ShapeError(op, `b must be 2-D or 3-D, got [${b.shape}]`);
+  if (a.shape.length === 2 && b.shape.length === 3) throw new ShapeError(op, `a 2-D a [${a.shape}] cannot take a batched b [${b.shape}]`);
+  const batched = a.shape.length === 3;
+  const Z = batched ? a.shape[0]! : 1;
+  const [M, K] = a.shape.slice(-2) as [number, number];
+  const bz = b.shape.length === 3 ? b.shape[0]! : 1;
+  if (b.shape.length === 3 && bz !== Z) throw new ShapeError(op, `batch of a [${a.shape}] and b [${b.shape}] differ`);
+  const [r0, r1] = b.shape.slice(-2) as [number, number];
+  const [bK, N] = o.transB ? [r1, r0] : [r0, r1];
+  if (bK !== K) {
+    throw new ShapeError(op, `inner dimensions differ: a [${a.shape}] has K=${K}, b [${b.shape}]${o.transB ? ' (transB)' : ''} has K=${bK}`);
+  }
+  const outShape = batched ? [Z, M, N] : [M, N];
+  return gemm(rt, op, a, b, outShape, { Z, M, N, K, strideB: b.shape.length === 3 ? K * N : 0 }, o);
+}
+
+/**
+ * nn.Linear: x [..., K] @ weightᵀ + bias, weight [N, K] (f32 or f16 storage), with an optional fused
+ * activation and residual ([..., N]). Returns [..., N].
+ */
+export function linear(rt: Runtime, x: Tensor, weight: Tensor, bias?: Tensor, o: { activation?: Activation; residual?: Tensor } = {}): Tensor {
+  const op = 'linear';
+  if (x.shape.length < 1) throw new ShapeError(op, `x must have a feature dimension, got [${x.shape}]`);
+  if (weight.shape.length !== 2) throw new ShapeError(op, `weight must be [N, K], got [${weight.shape}]`);
+  const K = x.shape[x.shape.length - 1]!;
+  const [N, wK] = weight.shape as [number, number];
+  if (wK !== K) throw new ShapeError(op, `x [${x.shape}] has K=${K} but weight [${weight.shape}] has K=${wK}`);
+  const M = K === 0 ? 0 : x.numel / K;
+  const outShape = [...x.shape.slice(0, -1), N];
+  return gemm(rt, op, x, weight, outShape, { Z: 1, M, N, K, strideB: 0 }, { ...o, bias, transB: true });
+}
+
+interface GemmDims {
+  Z: number;
+  M: number;
+  N: number;
+  K: number;
+  strideB: number;
+}
+
+function gemm(rt: Runtime, op: string, a: Tensor, b: Tensor, outShape: number[], d: GemmDims, o: MatmulOptions): Tensor {
+  const { Z, M, N, K } = d;
+  if (a.dtype !== 'f32') throw new ShapeError(op, `a must be f32 storage (activations are f32), got ${a.dtype}`);
+  if (b.dtype !== 'f32' && b.dtype !== 'f16') throw new ShapeError(op, `b must be f32 or f16 storage, got ${b.dtype}`);
+  const activation = o.activation ?? 'none';
+  if (!Object.hasOwn(ACTIVATIONS, activation)) {
+    throw new ArgumentError(op, `unknown activation '${activation}' (expected ${Object.keys(ACTIVATIONS).join(', ')})`);
+  }
+  const alpha = o.alpha ?? 1;
+  if (typeof alpha !== 'number' || !Number.isFinite(alpha)) throw new ArgumentError(op, `alpha must be a finite number, got ${alpha}`);
+  if (o.bias) {
+    if (o.bias.dtype !== 'f32') throw new ShapeError(op, `bias must be f32 storage, got ${o.bias.dtype}`);
+    if (o.bias.shape.length !== 1 || o.bias.shape[0] !== N) throw new ShapeError(op, `bias must be [${N}], got [${o.bias.shape}]`);
+  }
+  if (o.residual) {
+    if (o.residual.dtype !== 'f32') throw new ShapeError(op, `residual must be f32 storage, got ${o.residual.dtype}`);
+    if (!sameShape(o.residual.shape, outShape)) throw new ShapeError(op, `residual must be [${outShape}] like the output, got [${o.residual.shape}]`);
+  }
+  if (Z * Math.max(M * K, M * N, K * N) >= 2 ** 32) throw new ShapeError(op, `[${outShape}] with K=${K} is too large for 32-bit indexing`);
+
+  const out = rt.empty(outShape, 'f32', op);
+  if (out.numel === 0) return out;
+  const t = gemmTiles(rt, M, N);
+  const tilesM = Math.ceil(M / (4 * t.WG_M));
+  const tilesN = Math.ceil(N / (4 * t.WG_N));
+  const k = rt.kernel('matmul', MATMUL_WGSL, {
+    ...t,
+    TRANS_B: !!o.transB,
+    W_F16: b.dtype === 'f16',
+    HAS_BIAS: !!o.bias,
+    HAS_RESIDUAL: !!o.residual,
+    ACT: ACTIVATIONS[activation],
+  });
+  const [gx, gy] = rt.grid(tilesM * tilesN);
+  // Unused bias / residual slots bind `a`: read-only, never read, and never aliasing the output.
+  rt.dispatch(k, [a, b, o.bias ?? a, o.residual ?? a, out], { M, N, K, strideA: M * K, strideB: d.strideB, strideC: M * N, tilesN, alpha }, [gx, gy, Z]);
+  return out;
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
