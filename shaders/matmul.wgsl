@@ -13,6 +13,10 @@
 override WG_M: u32 = 16;
 override WG_N: u32 = 16;
 override TILE_K: u32 = 16;
+// Derived sizes (never passed from TS): named so that reflection needs no expressions.
+override THREADS: u32 = WG_M * WG_N;
+override A_LEN: u32 = TILE_K * WG_M;
+override B_LEN: u32 = TILE_K * WG_N;
 override TRANS_B: bool = false;
 override W_F16: bool = false;
 override HAS_BIAS: bool = false;
@@ -40,8 +44,8 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<uniform> params: Params;
 
-var<workgroup> aTile: array<vec4f, TILE_K * WG_M>;   // [k][row group]: rows 4r..4r+3 of the block at k
-var<workgroup> bTile: array<vec4f, TILE_K * WG_N>;   // [k][col group]: cols 4c..4c+3 of the block at k
+var<workgroup> aTile: array<vec4f, A_LEN>;   // [k][row group]: rows 4r..4r+3 of the block at k
+var<workgroup> bTile: array<vec4f, B_LEN>;   // [k][col group]: cols 4c..4c+3 of the block at k
 
 fn loadW(i: u32) -> f32 {
   if (W_F16) {
@@ -63,7 +67,7 @@ fn loadB(base: u32, k: u32, n: u32) -> f32 {
   return 0.0;
 }
 
-@compute @workgroup_size(WG_M * WG_N)
+@compute @workgroup_size(THREADS)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   let tile = wid.x + wid.y * nwg.x;
   let tileM = tile / params.tilesN;
@@ -76,7 +80,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let baseB = z * params.strideB;
   let tx = li % WG_N;
   let ty = li / WG_N;
-  let threads = WG_M * WG_N;
 
   var acc0 = vec4f(0.0);
   var acc1 = vec4f(0.0);
@@ -85,14 +88,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 
   for (var k0 = 0u; k0 < params.K; k0 += TILE_K) {
     // A block: consecutive threads take consecutive k of one row group (contiguous in memory).
-    for (var s = li; s < TILE_K * WG_M; s += threads) {
+    for (var s = li; s < TILE_K * WG_M; s += THREADS) {
       let k = s % TILE_K;
       let r = s / TILE_K;
       let m = m0 + 4u * r;
       aTile[k * WG_M + r] = vec4f(loadA(baseA, m, k0 + k), loadA(baseA, m + 1u, k0 + k), loadA(baseA, m + 2u, k0 + k), loadA(baseA, m + 3u, k0 + k));
     }
     // B block: contiguous along n for [K, N], along k for the transposed [N, K] layout.
-    for (var s = li; s < TILE_K * WG_N; s += threads) {
+    for (var s = li; s < TILE_K * WG_N; s += THREADS) {
       var k: u32;
       var c: u32;
       if (TRANS_B) {

@@ -1,0 +1,155 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { nodeGPU } from '../../src/node/gpu.js';
+import { linear, matmul, type Activation } from '../../src/ops/matmul.js';
+import { ArgumentError, ShapeError } from '../../src/runtime/errors.js';
+import { f16ToF32, f32ToF16 } from '../../src/runtime/dtype.js';
+import { createRuntime } from '../../src/runtime/gpu.js';
+import type { Runtime } from '../../src/runtime/runtime.js';
+import { expectClose } from '../helpers/close.js';
+import { nodeLoader } from '../helpers/fixtures.js';
+import { randn } from '../helpers/random.js';
+import { activationRef, erfRef, matmulRef } from '../reference/matmul.js';
+import { gemmChecks } from '../shared/fixtures-gemm.js';
+
+const F32 = { atol: 1e-4, rtol: 1e-4 };
+
+// dawn.node segfaults once the GPU object that made a device is garbage-collected: hold it for the file.
+let gpu: GPU | null = null;
+let rt: Runtime;
+
+/** Values rounded through f16, as the GPU sees f16-stored weights. */
+function roundF16(v: Float32Array): Float32Array {
+  return v.map((x) => f16ToF32(f32ToF16(x)));
+}
+
+describe('matmul', () => {
+  beforeAll(async () => {
+    gpu = await nodeGPU();
+    rt = await createRuntime({ gpu, log: () => {} });
+  });
+  afterAll(() => rt.destroy());
+
+  const shapes: [string, number, number, number, number, boolean, boolean][] = [
+    // name, Z, M, K, N, transB, batched b
+    ['1x1x1', 1, 1, 1, 1, false, false],
+    ['K=1', 1, 5, 1, 7, false, false],
+    ['odd, not tile multiples', 1, 33, 17, 65, false, false],
+    ['transB, odd', 1, 67, 29, 30, true, false],
+    ['batched b', 3, 19, 37, 23, false, true],
+    ['batched, broadcast 2-D b, transB', 2, 70, 130, 9, true, false],
+    ['thin M', 1, 3, 45, 131, true, false],
+  ];
+  it.each(shapes)('%s: [%i,%i,%i]x[%i] matches the float64 twin', async (_n, Z, M, K, N, transB, batchedB) => {
+    const aShape = Z > 1 ? [Z, M, K] : [M, K];
+    const bShape = batchedB ? [Z, ...(transB ? [N, K] : [K, N])] : transB ? [N, K] : [K, N];
+    const av = randn(Z * M * K, 1);
+    const bv = randn(bShape.reduce((p, d) => p * d, 1), 2, 1 / Math.sqrt(K));
+    const a = rt.upload(av, aShape);
+    const b = rt.upload(bv, bShape);
+    const y = matmul(rt, a, b, { transB });
+    expect(y.shape).toEqual(Z > 1 ? [Z, M, N] : [M, N]);
+    expectClose(await rt.read(y), matmulRef(av, aShape, bv, bShape, { transB }), F32);
+    for (const t of [a, b, y]) t.dispose();
+  });
+
+  const acts: Activation[] = ['none', 'silu', 'gelu', 'gelu_tanh', 'quick_gelu'];
+  it.each(acts)('bias + %s + residual + alpha epilogue', async (activation) => {
+    const [Z, M, K, N] = [2, 37, 41, 50];
+    const av = randn(Z * M * K, 3, 2);
+    const bv = randn(K * N, 4, 1 / Math.sqrt(K));
+    const bias = randn(N, 5);
+    const res = randn(Z * M * N, 6);
+    const a = rt.upload(av, [Z, M, K]);
+    const b = rt.upload(bv, [K, N]);
+    const bt = rt.upload(bias, [N]);
+    const rs = rt.upload(res, [Z, M, N]);
+    const y = matmul(rt, a, b, { bias: bt, activation, residual: rs, alpha: 1.5 });
+    expectClose(await rt.read(y), matmulRef(av, [Z, M, K], bv, [K, N], { bias, activation, residual: res, alpha: 1.5 }), F32, activation);
+    for (const t of [a, b, bt, rs, y]) t.dispose();
+  });
+
+  it('activations are accurate over a wide range (erf gelu within 2e-7 of float64)', async () => {
+    // y = act(x · 1) through a K=1 matmul: isolates the epilogue functions.
+    const n = 2001;
+    const x = Float32Array.from({ length: n }, (_, i) => -10 + (20 * i) / (n - 1));
+    const a = rt.upload(x, [n, 1]);
+    const one = rt.upload([1], [1, 1]);
+    for (const activation of acts) {
+      const y = matmul(rt, a, one, { activation });
+      const want = Float64Array.from(x, (v) => activationRef(v, activation));
+      expectClose(await rt.read(y), want, { atol: activation === 'gelu' ? 2e-7 : 1e-6, rtol: 1e-6 }, activation);
+      y.dispose();
+    }
+    expect(erfRef(0.5)).toBeCloseTo(0.5204998778130465, 15);
+    expect(erfRef(3.5)).toBeCloseTo(0.9999992569016276, 15);
+    a.dispose();
+    one.dispose();
+  });
+
+  it('f16 weights ([N, K] and [K, N]) match the twin on the f16-rounded values', async () => {
+    for (const transB of [true, false]) {
+      const [M, K, N] = [21, 75, 33];
+      const av = randn(M * K, 7);
+      const bv = randn(K * N, 8, 1 / Math.sqrt(K));
+      const a = rt.upload(av, [M, K]);
+      const b = rt.upload(bv, transB ? [N, K] : [K, N], { dtype: 'f16' });
+      const bias = randn(N, 9);
+      const bt = rt.upload(bias, [N]);
+      const y = matmul(rt, a, b, { transB, bias: bt, activation: 'silu' });
+      expectClose(await rt.read(y), matmulRef(av, [M, K], roundF16(bv), transB ? [N, K] : [K, N], { transB, bias, activation: 'silu' }), F32);
+      for (const t of [a, b, bt, y]) t.dispose();
+    }
+  });
+
+  it('linear keeps leading dims; SD-1.5 shape [1, 77, 768] x [768, 768] with bias', async () => {
+    const [L, K, N] = [77, 768, 768];
+    const xv = randn(L * K, 10);
+    const wv = randn(N * K, 11, 1 / Math.sqrt(K));
+    const bias = randn(N, 12, 0.05);
+    const x = rt.upload(xv, [1, L, K]);
+    const w = rt.upload(wv, [N, K]);
+    const bt = rt.upload(bias, [N]);
+    const y = linear(rt, x, w, bt);
+    expect(y.shape).toEqual([1, L, N]);
+    expectClose(await rt.read(y), matmulRef(xv, [L, K], wv, [N, K], { transB: true, bias }), F32);
+    for (const t of [x, w, bt, y]) t.dispose();
+  });
+
+  it('linear with f16 weight, gelu and residual on [2, 3, 5, 40]', async () => {
+    const [R, K, N] = [30, 40, 19];
+    const xv = randn(R * K, 13);
+    const wv = randn(N * K, 14, 1 / Math.sqrt(K));
+    const res = randn(R * N, 15);
+    const x = rt.upload(xv, [2, 3, 5, K]);
+    const w = rt.upload(wv, [N, K], { dtype: 'f16' });
+    const rs = rt.upload(res, [2, 3, 5, N]);
+    const y = linear(rt, x, w, undefined, { activation: 'gelu', residual: rs });
+    expect(y.shape).toEqual([2, 3, 5, N]);
+    expectClose(await rt.read(y), matmulRef(xv, [R, K], roundF16(wv), [N, K], { transB: true, activation: 'gelu', residual: res }), F32);
+    for (const t of [x, w, rs, y]) t.dispose();
+  });
+
+  it('rejects bad inputs with typed errors before any GPU work', () => {
+    const a = rt.zeros([4, 6]);
+    const b = rt.zeros([6, 5]);
+    const before = rt.dispatches;
+    expect(() => matmul(rt, a, rt.zeros([7, 5]))).toThrow(ShapeError);
+    expect(() => matmul(rt, a, b, { transB: true })).toThrow(ShapeError);
+    expect(() => matmul(rt, rt.zeros([4]), b)).toThrow(ShapeError);
+    expect(() => matmul(rt, a, rt.zeros([2, 6, 5]))).toThrow(ShapeError);
+    expect(() => matmul(rt, rt.zeros([3, 4, 6]), rt.zeros([2, 6, 5]))).toThrow(ShapeError);
+    expect(() => matmul(rt, a, b, { bias: rt.zeros([4]) })).toThrow(ShapeError);
+    expect(() => matmul(rt, a, b, { residual: rt.zeros([5, 4]) })).toThrow(ShapeError);
+    expect(() => matmul(rt, a, b, { activation: 'relu' as Activation })).toThrow(ArgumentError);
+    expect(() => matmul(rt, a, b, { alpha: NaN })).toThrow(ArgumentError);
+    expect(() => matmul(rt, rt.zeros([4, 6], 'f16'), b)).toThrow(ShapeError);
+    expect(() => linear(rt, a, rt.zeros([5, 7]))).toThrow(ShapeError);
+    expect(() => linear(rt, a, b, rt.zeros([6]))).toThrow(ShapeError);
+    expect(rt.dispatches).toBe(before);
+  });
+
+  it.each(gemmChecks.filter((c) => c.name === 'ops/linear'))('fixture $name', async (check) => {
+    const results = await check.run(rt, nodeLoader);
+    for (const r of Array.isArray(results) ? results : [results]) expectClose(r.actual, r.expected, r);
+  });
+});
