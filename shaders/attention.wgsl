@@ -89,26 +89,40 @@ fn makeTask(tile: u32, rg: u32, split: u32) -> Task {
   return t;
 }
 
-/** Partial scores s[j] = Σ_{d in chunk} q·k for keys j0 … j0+BK−1 (rows past Lk read key Lk−1; masked later). */
+/** Partial scores s[j] = Σ_{d in chunk} q·k for keys j0 … j0+BK−1 (keys past Lk read key Lk−1; masked later).
+ * Eight keys per pass over the chunk: each private qT load then feeds eight multiply-adds (16 spilled on SwiftShader). */
 fn scoreTile(t: Task, j0: u32) {
   let last = params.Lk - 1u;
-  for (var j = 0u; j < BK; j += 4u) {
-    let kr = min(vec4u(j0 + j) + vec4u(0u, 1u, 2u, 3u), vec4u(last)) * params.kSL + vec4u(t.kBase);
+  for (var j = 0u; j < BK; j += 8u) {
+    let ka = min(vec4u(j0 + j) + vec4u(0u, 1u, 2u, 3u), vec4u(last)) * params.kSL + vec4u(t.kBase);
+    let kb = min(vec4u(j0 + j) + vec4u(4u, 5u, 6u, 7u), vec4u(last)) * params.kSL + vec4u(t.kBase);
     var s0 = vec4f(0.0);
     var s1 = vec4f(0.0);
     var s2 = vec4f(0.0);
     var s3 = vec4f(0.0);
+    var s4 = vec4f(0.0);
+    var s5 = vec4f(0.0);
+    var s6 = vec4f(0.0);
+    var s7 = vec4f(0.0);
     for (var c = 0u; c < t.dn; c++) {
       let qc = qT[c];
-      s0 += qc * k[kr.x + c];
-      s1 += qc * k[kr.y + c];
-      s2 += qc * k[kr.z + c];
-      s3 += qc * k[kr.w + c];
+      s0 += qc * k[ka.x + c];
+      s1 += qc * k[ka.y + c];
+      s2 += qc * k[ka.z + c];
+      s3 += qc * k[ka.w + c];
+      s4 += qc * k[kb.x + c];
+      s5 += qc * k[kb.y + c];
+      s6 += qc * k[kb.z + c];
+      s7 += qc * k[kb.w + c];
     }
     s[j] = s0;
     s[j + 1u] = s1;
     s[j + 2u] = s2;
     s[j + 3u] = s3;
+    s[j + 4u] = s4;
+    s[j + 5u] = s5;
+    s[j + 6u] = s6;
+    s[j + 7u] = s7;
   }
 }
 

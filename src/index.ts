@@ -10,3 +10,4 @@ export { CLIPTokenizer, CLIP_CONTEXT_LENGTH, CLIP_BOS_ID, CLIP_EOS_ID, type Enco
 export * from './pipelines/schedulers/index.js';
 export { randn, philox4x32, NOISE_STREAM } from './pipelines/random.js';
 export { flowTimeGrid, forwardDiffusionAlphaBar, integrateFixedGrid, ODE_EVALS_PER_STEP, type OdeMethod, type StateOps, type IntegrateOptions } from './pipelines/flow-schedule.js';
+export { scaledDotProductAttention, multiHeadAttention, fmboostAttention, type AttentionOptions } from './ops/index.js';
