@@ -20,6 +20,11 @@ export interface RuntimeOptions {
   log?: (msg: string) => void;
   /** Submit recorded work after this many dispatches (bounds encoder memory). Default 512. */
   maxPendingDispatches?: number;
+  /**
+   * The GPU object the device came from. The runtime holds it for its own lifetime: Node's Dawn binding
+   * crashes when that object is garbage-collected while its device is still in use.
+   */
+  gpu?: GPU;
 }
 
 /** Where a bound resource comes from: a tensor, or a raw buffer (for internal scratch). */
@@ -41,6 +46,8 @@ export class Runtime {
   /** `subgroups` is enabled on the device. */
   readonly hasSubgroups: boolean;
   readonly log: (msg: string) => void;
+  /** Held so the device's parent object lives as long as the runtime (see RuntimeOptions.gpu). */
+  readonly gpu: GPU | undefined;
 
   private readonly kernels = new Map<string, Kernel>();
   private readonly layouts = new Map<string, ShaderLayout>();
@@ -67,6 +74,7 @@ export class Runtime {
     this.hasF16 = device.features.has('shader-f16');
     this.hasSubgroups = device.features.has('subgroups');
     this.log = options.log ?? ((m) => console.info(m));
+    this.gpu = options.gpu;
     this.maxPending = options.maxPendingDispatches ?? 512;
     const maxBuf = Math.min(device.limits.maxBufferSize, device.limits.maxStorageBufferBindingSize);
     this.allocator = new BufferAllocator(device, maxBuf, options.memoryBudgetBytes ?? 4 * 2 ** 30, () => this.flush());
