@@ -162,6 +162,8 @@ interface ScopeState {
   used: Set<string>;
   views: Map<string, Tensor>;
   disposed: boolean;
+  /** Set by `synthesize`: missing weights are created on first request. */
+  synth?: { rt: Runtime; init: (key: string, shape: readonly number[]) => Float32Array; made: { key: string; shape: number[] }[] };
 }
 
 /**
@@ -179,6 +181,20 @@ export class WeightScope {
     return new WeightScope({ tensors, used: new Set(), views: new Map(), disposed: false }, '');
   }
 
+  /**
+   * A scope that creates each weight on its first `get`/`getReshaped` (with the requested shape and `init`'s
+   * values, f32) instead of failing: building a model on it yields the model's exact key list
+   * (`synthesized()`), e.g. to write random-weight checkpoints of the real topology (scripts/make-tiny.ts).
+   */
+  static synthesize(rt: Runtime, init: (key: string, shape: readonly number[]) => Float32Array): WeightScope {
+    return new WeightScope({ tensors: new Map(), used: new Set(), views: new Map(), disposed: false, synth: { rt, init, made: [] } }, '');
+  }
+
+  /** Keys and shapes a synthesizing scope created, in creation order ([] for loaded weights). */
+  synthesized(): { key: string; shape: number[] }[] {
+    return (this.state.synth?.made ?? []).map((m) => ({ key: m.key, shape: [...m.shape] }));
+  }
+
   /** Child scope: prefix + name + '.'. */
   pp(name: string | number): WeightScope {
     if (typeof name === 'number' ? !Number.isSafeInteger(name) || name < 0 : typeof name !== 'string' || name === '') {
@@ -190,7 +206,7 @@ export class WeightScope {
   /** The weight `prefix + key`; WeightError (full key) if missing or its shape differs from `shape`. */
   get(key: string, shape?: readonly number[]): Tensor {
     const full = this.prefix + key;
-    const t = this.lookup(full);
+    const t = this.lookup(full) ?? this.create(full, shape);
     if (!t) throw new WeightError(full, `missing${this.hint(key)}`);
     if (shape) {
       checkWanted(full, shape);
@@ -209,7 +225,7 @@ export class WeightScope {
    */
   getReshaped(key: string, shape: readonly number[]): Tensor {
     const full = this.prefix + key;
-    const t = this.lookup(full);
+    const t = this.lookup(full) ?? this.create(full, shape);
     if (!t) throw new WeightError(full, `missing${this.hint(key)}`);
     checkWanted(full, shape);
     if (numel(t.shape) !== numel(shape)) {
@@ -282,6 +298,20 @@ export class WeightScope {
   private lookup(full: string): Tensor | undefined {
     this.assertAlive(full);
     return this.state.tensors.get(full);
+  }
+
+  private create(full: string, shape: readonly number[] | undefined): Tensor | undefined {
+    const synth = this.state.synth;
+    if (!synth || !shape) return undefined;
+    checkWanted(full, shape);
+    const data = synth.init(full, shape);
+    if (!(data instanceof Float32Array) || data.length !== numel(shape)) {
+      throw new WeightError(full, `synthesize init returned ${data instanceof Float32Array ? data.length : typeof data} values for shape [${shape.join(', ')}]`);
+    }
+    const t = synth.rt.keep(synth.rt.upload(data, shape, { label: full, persistent: true }));
+    this.state.tensors.set(full, t);
+    synth.made.push({ key: full, shape: [...shape] });
+    return t;
   }
 
   private assertAlive(full: string): void {
