@@ -207,10 +207,11 @@ fn main_merge(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: v
   }
 }
 
-// Per-(n,c) affine: y = act(x·a + b) with the FiLM terms folded in.
-fn coef(n: u32, c: u32, mean: f32, rstd: f32) -> vec2f {
+// Per-(n,c) affine: y = act((x − mean)·a + b) with the FiLM terms folded in. Subtracting the mean first
+// (instead of x·a + (bias − mean·a)) keeps inputs with a large common offset exact to f32 resolution.
+fn coef(n: u32, c: u32, rstd: f32) -> vec2f {
   var a = rstd * weight[c];
-  var b = bias[c] - mean * a;
+  var b = bias[c];
   let nc = n * params.C + c;
   if (HAS_SCALE) {
     let f = 1.0 + scale[nc];
@@ -240,11 +241,12 @@ fn main_apply(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: v
   let n = nc / params.C;
   let c = nc - n * params.C;
   let sidx = (n * params.G + c / params.Cg) * 2u;
-  let ab = coef(n, c, stats[sidx], stats[sidx + 1u]);
+  let mean = stats[sidx];
+  let ab = coef(n, c, stats[sidx + 1u]);
   if (VEC4) {
-    y[i] = act4(x[i] * ab.x + ab.y);
+    y[i] = act4((x[i] - mean) * ab.x + ab.y);
   } else {
-    st(i, act(ld(i) * ab.x + ab.y));
+    st(i, act((ld(i) - mean) * ab.x + ab.y));
   }
 }
 
@@ -270,14 +272,14 @@ fn main_fused(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: v
     let HW4 = HW / 4u;
     for (var v = li; v < total / 4u; v += WG_SIZE) {
       let cl = v / HW4;
-      let ab = coef(n, c0 + cl, mean, rstd);
+      let ab = coef(n, c0 + cl, rstd);
       let o = base / 4u + v;
-      y[o] = act4(x[o] * ab.x + ab.y);
+      y[o] = act4((x[o] - mean) * ab.x + ab.y);
     }
   } else {
     for (var j = li; j < total; j += WG_SIZE) {
-      let ab = coef(n, c0 + j / HW, mean, rstd);
-      st(base + j, act(ld(base + j) * ab.x + ab.y));
+      let ab = coef(n, c0 + j / HW, rstd);
+      st(base + j, act((ld(base + j) - mean) * ab.x + ab.y));
     }
   }
 }
