@@ -6,6 +6,9 @@
 // Tiling: a workgroup of WG_M × WG_N threads owns a (4·WG_M) × (4·WG_N) block of C and walks K in TILE_K
 // steps through workgroup tiles; each thread keeps a 4 × 4 register tile (four vec4 accumulators) and reads
 // one vec4 of A and one of B per k. TILE_K must be a multiple of 4 and of WG_M and WG_N.
+// main_direct (CPU adapters): no workgroup memory and no barriers; each thread keeps an 8 × 8 register tile
+// (sixteen vec4 accumulators) and reads A and B straight from storage; rows/columns past the edge are clamped
+// for loading and dropped when storing. A block is (8·WG_M) × (8·WG_N).
 // Dispatch: rt.grid(tilesM · tilesN) in (x, y), batch in z; the tile id is wid.x + wid.y · num_workgroups.x.
 // Bindings: 0 a, 1 b, 2 bias (read only if HAS_BIAS), 3 residual (read only if HAS_RESIDUAL), 4 out, 5 params.
 // Matches test/reference/matmul.ts matmulRef (float64).
@@ -150,4 +153,59 @@ fn store(baseC: u32, m: u32, n: u32, acc: vec4f) {
       out[row + n + j] = y;
     }
   }
+}
+
+@compute @workgroup_size(THREADS)
+fn main_direct(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let tile = wid.x + wid.y * nwg.x;
+  let m0 = (tile / params.tilesN) * 8u * WG_M + 8u * (li / WG_N);
+  let n0 = (tile % params.tilesN) * 8u * WG_N + 8u * (li % WG_N);
+  if (m0 >= params.M || n0 >= params.N) { return; }
+  let z = wid.z;
+  let K = params.K;
+  // Clamped row starts of A and column starts of B: every load is in bounds, so the K loop has no checks.
+  let lastM = params.M - 1u;
+  let lastN = params.N - 1u;
+  let rowsLo = min(vec4u(m0) + vec4u(0u, 1u, 2u, 3u), vec4u(lastM));
+  let rowsHi = min(vec4u(m0) + vec4u(4u, 5u, 6u, 7u), vec4u(lastM));
+  let aLo = z * params.strideA + rowsLo * K;
+  let aHi = z * params.strideA + rowsHi * K;
+  let colsLo = min(vec4u(n0) + vec4u(0u, 1u, 2u, 3u), vec4u(lastN));
+  let colsHi = min(vec4u(n0) + vec4u(4u, 5u, 6u, 7u), vec4u(lastN));
+  var bLo = z * params.strideB + select(colsLo, colsLo * K, TRANS_B);
+  var bHi = z * params.strideB + select(colsHi, colsHi * K, TRANS_B);
+  let bStep = select(params.N, 1u, TRANS_B);
+
+  var c0 = vec4f(0.0); var d0 = vec4f(0.0);
+  var c1 = vec4f(0.0); var d1 = vec4f(0.0);
+  var c2 = vec4f(0.0); var d2 = vec4f(0.0);
+  var c3 = vec4f(0.0); var d3 = vec4f(0.0);
+  var c4 = vec4f(0.0); var d4 = vec4f(0.0);
+  var c5 = vec4f(0.0); var d5 = vec4f(0.0);
+  var c6 = vec4f(0.0); var d6 = vec4f(0.0);
+  var c7 = vec4f(0.0); var d7 = vec4f(0.0);
+  for (var k = 0u; k < K; k++) {
+    let b0 = vec4f(loadW(bLo.x), loadW(bLo.y), loadW(bLo.z), loadW(bLo.w));
+    let b1 = vec4f(loadW(bHi.x), loadW(bHi.y), loadW(bHi.z), loadW(bHi.w));
+    var s = a[aLo.x + k]; c0 += s * b0; d0 += s * b1;
+    s = a[aLo.y + k]; c1 += s * b0; d1 += s * b1;
+    s = a[aLo.z + k]; c2 += s * b0; d2 += s * b1;
+    s = a[aLo.w + k]; c3 += s * b0; d3 += s * b1;
+    s = a[aHi.x + k]; c4 += s * b0; d4 += s * b1;
+    s = a[aHi.y + k]; c5 += s * b0; d5 += s * b1;
+    s = a[aHi.z + k]; c6 += s * b0; d6 += s * b1;
+    s = a[aHi.w + k]; c7 += s * b0; d7 += s * b1;
+    bLo += vec4u(bStep);
+    bHi += vec4u(bStep);
+  }
+
+  let baseC = z * params.strideC;
+  store(baseC, m0, n0, c0); store(baseC, m0, n0 + 4u, d0);
+  store(baseC, m0 + 1u, n0, c1); store(baseC, m0 + 1u, n0 + 4u, d1);
+  store(baseC, m0 + 2u, n0, c2); store(baseC, m0 + 2u, n0 + 4u, d2);
+  store(baseC, m0 + 3u, n0, c3); store(baseC, m0 + 3u, n0 + 4u, d3);
+  store(baseC, m0 + 4u, n0, c4); store(baseC, m0 + 4u, n0 + 4u, d4);
+  store(baseC, m0 + 5u, n0, c5); store(baseC, m0 + 5u, n0 + 4u, d5);
+  store(baseC, m0 + 6u, n0, c6); store(baseC, m0 + 6u, n0 + 4u, d6);
+  store(baseC, m0 + 7u, n0, c7); store(baseC, m0 + 7u, n0 + 4u, d7);
 }

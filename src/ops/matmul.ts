@@ -23,26 +23,35 @@ export interface GemmTiles {
   WG_M: number;
   WG_N: number;
   TILE_K: number;
+  /** Entry point: 'main' (workgroup tiles, 4 × 4 per thread) or 'main_direct' (no workgroup memory, 8 × 8 per thread). */
+  entry: 'main' | 'main_direct';
+  /** Outputs per thread along each side (4 for 'main', 8 for 'main_direct'). */
+  per: number;
 }
 
 /**
- * Tile choice per device class and problem. CPU adapters (SwiftShader) run a workgroup's invocations as SIMD
- * lanes and pay for every barrier, so they get big workgroups and long K steps; GPUs get 16 × 16 threads
- * (64 × 64 blocks). Thin problems (M or N below one block) shrink that side so fewer lanes idle.
+ * Tile choice per device class and problem. GPUs get workgroup tiles: 16 × 16 threads, 64 × 64 blocks.
+ * CPU adapters (SwiftShader) run a workgroup's invocations as SIMD lanes, where workgroup memory is gathered
+ * lane by lane and every barrier switches all fibers: there the barrier-free 8 × 8-per-thread kernel measured
+ * 3–7× faster (bench/ops.ts), with 64-thread workgroups. Thin problems shrink the short side.
  */
 export function gemmTiles(rt: Runtime, M: number, N: number): GemmTiles {
-  const cpu = isCpuAdapter(rt);
-  let WG_M = 16;
-  let WG_N = 16;
-  const TILE_K = cpu ? 32 : 16;
+  if (isCpuAdapter(rt)) {
+    let [WG_M, WG_N] = [8, 8];
+    if (M <= 8) [WG_M, WG_N] = [1, 32];
+    else if (N <= 8) [WG_M, WG_N] = [32, 1];
+    return { WG_M, WG_N, TILE_K: 16, entry: 'main_direct', per: 8 };
+  }
+  let [WG_M, WG_N] = [16, 16];
   if (M <= 16) [WG_M, WG_N] = [4, 32];
   else if (N <= 16) [WG_M, WG_N] = [32, 4];
-  return { WG_M, WG_N, TILE_K };
+  return { WG_M, WG_N, TILE_K: 16, entry: 'main', per: 4 };
 }
 
 /** A short description of a tile choice, for benchmarks and logs. */
 export function describeTiles(t: GemmTiles): string {
-  return `${4 * t.WG_M}x${4 * t.WG_N} block, ${t.WG_M}x${t.WG_N} threads x 4x4, K step ${t.TILE_K}`;
+  const how = t.entry === 'main' ? `workgroup tiles, K step ${t.TILE_K}` : 'direct, no workgroup memory';
+  return `${t.entry}: ${t.per * t.WG_M}x${t.per * t.WG_N} block, ${t.WG_M}x${t.WG_N} threads x ${t.per}x${t.per}, ${how}`;
 }
 
 /** @internal True for software adapters (SwiftShader and other fallbacks). */
@@ -60,6 +69,8 @@ export interface MatmulOptions {
   residual?: Tensor;
   /** Scales the product before bias and activation. Default 1. */
   alpha?: number;
+  /** @internal Forces a kernel variant (tests cover both on one device; benchmarks compare them). */
+  tiles?: GemmTiles;
 }
 
 /**
@@ -132,17 +143,19 @@ function gemm(rt: Runtime, op: string, a: Tensor, b: Tensor, outShape: number[],
 
   const out = rt.empty(outShape, 'f32', op);
   if (out.numel === 0) return out;
-  const t = gemmTiles(rt, M, N);
-  const tilesM = Math.ceil(M / (4 * t.WG_M));
-  const tilesN = Math.ceil(N / (4 * t.WG_N));
+  const t = o.tiles ?? gemmTiles(rt, M, N);
+  const tilesM = Math.ceil(M / (t.per * t.WG_M));
+  const tilesN = Math.ceil(N / (t.per * t.WG_N));
   const k = rt.kernel('matmul', MATMUL_WGSL, {
-    ...t,
+    WG_M: t.WG_M,
+    WG_N: t.WG_N,
+    TILE_K: t.TILE_K,
     TRANS_B: !!o.transB,
     W_F16: b.dtype === 'f16',
     HAS_BIAS: !!o.bias,
     HAS_RESIDUAL: !!o.residual,
     ACT: ACTIVATIONS[activation],
-  });
+  }, t.entry);
   const [gx, gy] = rt.grid(tilesM * tilesN);
   // Unused bias / residual slots bind `a`: read-only, never read, and never aliasing the output.
   rt.dispatch(k, [a, b, o.bias ?? a, o.residual ?? a, out], { M, N, K, strideA: M * K, strideB: d.strideB, strideC: M * N, tilesN, alpha }, [gx, gy, Z]);

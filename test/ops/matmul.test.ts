@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nodeGPU } from '../../src/node/gpu.js';
-import { linear, matmul, type Activation } from '../../src/ops/matmul.js';
+import { linear, matmul, type Activation, type GemmTiles } from '../../src/ops/matmul.js';
 import { ArgumentError, ShapeError } from '../../src/runtime/errors.js';
 import { f16ToF32, f32ToF16 } from '../../src/runtime/dtype.js';
 import { createRuntime } from '../../src/runtime/gpu.js';
@@ -146,6 +146,36 @@ describe('matmul', () => {
     expect(() => linear(rt, a, rt.zeros([5, 7]))).toThrow(ShapeError);
     expect(() => linear(rt, a, b, rt.zeros([6]))).toThrow(ShapeError);
     expect(rt.dispatches).toBe(before);
+  });
+
+  // The device picks one variant; both must be right everywhere, so each is forced once over awkward shapes.
+  const variants: [string, GemmTiles][] = [
+    ['workgroup tiles 16x16', { WG_M: 16, WG_N: 16, TILE_K: 16, entry: 'main', per: 4 }],
+    ['workgroup tiles 4x32', { WG_M: 4, WG_N: 32, TILE_K: 16, entry: 'main', per: 4 }],
+    ['direct 8x8', { WG_M: 8, WG_N: 8, TILE_K: 16, entry: 'main_direct', per: 8 }],
+    ['direct 1x32', { WG_M: 1, WG_N: 32, TILE_K: 16, entry: 'main_direct', per: 8 }],
+  ];
+  it.each(variants)('forced variant %s: transB/f16/batched/epilogue shapes match the twin', async (_n, tiles) => {
+    const runs: [number, number, number, number, boolean, boolean][] = [
+      [2, 37, 19, 70, false, false],
+      [1, 70, 33, 45, true, true],
+      [3, 5, 1, 9, false, false],
+    ];
+    for (const [Z, M, K, N, transB, f16] of runs) {
+      const av = randn(Z * M * K, 20);
+      let bv = randn(K * N, 21, 1 / Math.sqrt(K));
+      if (f16) bv = roundF16(bv);
+      const bias = randn(N, 22);
+      const res = randn(Z * M * N, 23);
+      const a = rt.upload(av, [Z, M, K]);
+      const b = rt.upload(bv, transB ? [N, K] : [K, N], { dtype: f16 ? 'f16' : 'f32' });
+      const bt = rt.upload(bias, [N]);
+      const rs = rt.upload(res, [Z, M, N]);
+      const y = matmul(rt, a, b, { transB, bias: bt, residual: rs, activation: 'gelu', alpha: 0.5, tiles });
+      const want = matmulRef(av, [Z, M, K], bv, transB ? [N, K] : [K, N], { transB, bias, residual: res, activation: 'gelu', alpha: 0.5 });
+      expectClose(await rt.read(y), want, F32, `[${Z},${M},${K}]x${N}`);
+      for (const t of [a, b, bt, rs, y]) t.dispose();
+    }
   });
 
   it.each(gemmChecks.filter((c) => c.name === 'ops/linear'))('fixture $name', async (check) => {
