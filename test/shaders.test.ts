@@ -134,6 +134,12 @@ describe('shaders/*.wgsl', () => {
     rt = await runtime();
   });
 
+  // Also keeps this suite non-empty in a checkout that has no kernels yet.
+  it('shaders/ holds only kebab-case .wgsl files', () => {
+    const names = existsSync(SHADERS) ? readdirSync(SHADERS) : [];
+    expect(names.filter((f) => !/^[a-z0-9]+(-[a-z0-9]+)*\.wgsl$/.test(f))).toEqual([]);
+  });
+
   it.each([...onDisk.keys()])('%s compiles, binds 0..n-1 in group 0, Params of 4-byte scalars', async (file) => {
     const problems = await checkShader(rt.device, onDisk, file);
     expect(problems, problems.join('\n')).toEqual([]);
