@@ -1,20 +1,20 @@
 // GroupNorm, NCHW (any spatial rank, S = H·W flattened), f32 statistics, biased variance:
 //   y = act( ((x − mean[n,g]) · rstd[n,g] · weight[c] + bias[c]) · (1 + scale[n,c]) + shift[n,c] )
 //   rstd = 1/sqrt(M2/count + eps), act = SiLU or identity; scale/shift are the optional FiLM terms.
-// Statistics are never Σx² − (Σx)²: each workgroup sums d = x − k with k one of its own values (a shift
-// near the data), turns that into (count, mean, M2), and partial results merge with Chan's formula.
+// Statistics are never Σx² − (Σx)²: every invocation sums d = x − k with k its own first value (a shift
+// inside the data), turns that into (count, mean, M2), and those merge with Chan's parallel formula.
+// No kernel uses workgroup memory or barriers: on CPU adapters (SwiftShader) each barrier switches every
+// SIMD group of the workgroup, which cost more than the memory traffic itself.
 // Entry points (all share the bindings; unused ones are referenced with `_ = &…` and get dummies):
-//   main_moments  (count, mean, M2) of chunk s of group (n,g) over a region {y0..y0+Ry, x0..x0+Rx}
-//                 → y[(ng·S + s)·3 ..]                   dispatch rt.grid(N·G·S), WG_SIZE threads
-//   main_merge    Chan-merges S moment triples of each (n,g), read from stats at (ng·strideNG + s·strideS)·3;
-//                 STATS: writes (mean, rstd) → y[ng·2 ..], else (count, mean, M2) → y[ng·3 ..]
-//                                                         dispatch rt.grid(N·G), WG_SIZE threads
-//   main_apply    normalises with stats [N,G,2] (mean, rstd); one vec4 (HW4) or one value per invocation
-//                                                         dispatch rt.grid(ceil(V / WG_SIZE))
-//   main_fused    a whole small group per workgroup: statistics, then the normalised output
-//                                                         dispatch rt.grid(N·G), WG_SIZE threads
-// VEC4: the data of a group is read as vec4s (whole-image region and S % 4 == 0 for moments/fused;
-// HW % 4 == 0 for apply). Otherwise element j is x[j >> 2][j & 3].
+//   main_moments  invocation li of chunk s of group (n,g) reduces K values (vec4s if VEC4) spaced WG_SIZE
+//                 apart inside the region {y0..y0+Ry, x0..x0+Rx} → y[((ng·S + s)·WG_SIZE + li)·3 ..]
+//                                                         dispatch rt.grid(N·G·S)
+//   main_merge    invocation (ng, o) Chan-merges partials s ∈ [o·M, min(S, (o+1)·M)) read from stats at
+//                 (ng·strideNG + s·strideS)·3 → (count, mean, M2) at y[(ng·So + o)·3 ..], or with STATS
+//                 (So = 1) → (mean, rstd) at y[ng·2 ..]     dispatch rt.grid(ceil(NG·So / WG_SIZE))
+//   main_apply    normalises with stats [N,G,2] (mean, rstd); one vec4 (VEC4: H·W % 4 == 0) or one value
+//                 per invocation                          dispatch rt.grid(ceil(V / WG_SIZE))
+// Without VEC4, element j is x[j >> 2][j & 3].
 // Bindings: 0 x, 1 stats, 2 weight, 3 bias, 4 scale, 5 shift, 6 y, 7 params. Matches test/reference/group-norm.ts.
 
 override WG_SIZE: u32 = 256;
@@ -36,10 +36,13 @@ struct Params {
   x0: u32,
   Ry: u32,
   Rx: u32,
-  // split reduction
+  // split reduction: K values per invocation, S chunks (moments) or partials (merge) per group
+  K: u32,
   S: u32,
-  chunk: u32,
   NG: u32,
+  // merge: outputs per group, partials per output, input layout
+  So: u32,
+  M: u32,
   strideNG: u32,
   strideS: u32,
   eps: f32,
@@ -56,20 +59,12 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> y: array<vec4f>;
 @group(0) @binding(7) var<uniform> params: Params;
 
-var<workgroup> sA: array<f32, WG_SIZE>;
-var<workgroup> sB: array<f32, WG_SIZE>;
-var<workgroup> sC: array<f32, WG_SIZE>;
-
 fn ld(j: u32) -> f32 {
   return x[j >> 2u][j & 3u];
 }
 
 fn st(j: u32, v: f32) {
   y[j >> 2u][j & 3u] = v;
-}
-
-fn linearWg(wid: vec3u, nwg: vec3u) -> u32 {
-  return wid.x + wid.y * nwg.x;
 }
 
 // Offset of element j of group (n,g) restricted to the region: j runs over (c, yy, xx) row-major.
@@ -82,128 +77,91 @@ fn regionOffset(base: u32, j: u32) -> u32 {
   return base + c * params.HW + (params.y0 + yy) * params.W + params.x0 + xx;
 }
 
-// Tree-sums sA and sB over the workgroup; the totals end up in sA[0], sB[0].
-fn reduceSums(li: u32, a: f32, b: f32) {
-  sA[li] = a;
-  sB[li] = b;
-  workgroupBarrier();
-  for (var h = WG_SIZE / 2u; h > 0u; h >>= 1u) {
-    if (li < h) {
-      sA[li] += sA[li + h];
-      sB[li] += sB[li + h];
-    }
-    workgroupBarrier();
-  }
-}
-
-// Shifted sums of the contiguous elements [lo, hi) of x (whole-image groups); returns (Σd, Σd²) of this thread.
-fn contiguousSums(li: u32, lo: u32, hi: u32, k: f32) -> vec2f {
-  var s = 0.0;
-  var q = 0.0;
-  if (VEC4) {
-    var s4 = vec4f(0.0);
-    var q4 = vec4f(0.0);
-    for (var v = lo / 4u + li; v < hi / 4u; v += WG_SIZE) {
-      let d = x[v] - k;
-      s4 += d;
-      q4 += d * d;
-    }
-    s = s4.x + s4.y + s4.z + s4.w;
-    q = q4.x + q4.y + q4.z + q4.w;
-  } else {
-    for (var j = lo + li; j < hi; j += WG_SIZE) {
-      let d = ld(j) - k;
-      s += d;
-      q += d * d;
-    }
-  }
-  return vec2f(s, q);
-}
-
 @compute @workgroup_size(WG_SIZE)
 fn main_moments(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   _ = &stats; _ = &weight; _ = &bias; _ = &scale; _ = &shift;
-  let id = linearWg(wid, nwg);
-  if (id >= params.NG * params.S) { return; }  // uniform per workgroup
+  let id = wid.x + wid.y * nwg.x;
+  if (id >= params.NG * params.S) { return; }
   let ng = id / params.S;
   let s = id - ng * params.S;
   let n = ng / params.G;
   let g = ng - n * params.G;
   let base = (n * params.C + g * params.Cg) * params.HW;
-  let total = params.Cg * params.Ry * params.Rx;
-  let lo = s * params.chunk;
-  let hi = min(total, lo + params.chunk);
-  var sums: vec2f;
-  var k: f32;
+  let K = params.K;
+  // This invocation's values: first + k·WG_SIZE for k < K, below `total` (in vec4s when VEC4).
+  let first = s * K * WG_SIZE + li;
+  var sd = 0.0;
+  var sq = 0.0;
+  var cnt = 0u;
+  var k0 = 0.0;
   if (VEC4) {
-    k = ld(base + lo);
-    sums = contiguousSums(li, base + lo, base + hi, k);
-  } else {
-    k = ld(regionOffset(base, lo));
-    var a = 0.0;
-    var b = 0.0;
-    for (var j = lo + li; j < hi; j += WG_SIZE) {
-      let d = ld(regionOffset(base, j)) - k;
-      a += d;
-      b += d * d;
+    let total = params.Cg * params.HW / 4u;
+    let b4 = base / 4u;
+    if (first < total) { k0 = x[b4 + first].x; }
+    var s4 = vec4f(0.0);
+    var q4 = vec4f(0.0);
+    for (var k = 0u; k < K; k++) {
+      let v = first + k * WG_SIZE;
+      if (v >= total) { break; }
+      let d = x[b4 + v] - k0;
+      s4 += d;
+      q4 += d * d;
+      cnt += 4u;
     }
-    sums = vec2f(a, b);
+    sd = s4.x + s4.y + s4.z + s4.w;
+    sq = q4.x + q4.y + q4.z + q4.w;
+  } else {
+    let total = params.Cg * params.Ry * params.Rx;
+    if (first < total) { k0 = ld(regionOffset(base, first)); }
+    for (var k = 0u; k < K; k++) {
+      let j = first + k * WG_SIZE;
+      if (j >= total) { break; }
+      let d = ld(regionOffset(base, j)) - k0;
+      sd += d;
+      sq += d * d;
+      cnt += 1u;
+    }
   }
-  reduceSums(li, sums.x, sums.y);
-  if (li == 0u) {
-    let cnt = f32(hi - lo);
-    let sd = sA[0];
-    let o = id * 3u;
-    st(o, cnt);
-    st(o + 1u, k + sd / cnt);
-    st(o + 2u, max(sB[0] - sd * sd / cnt, 0.0));
-  }
+  let o = (id * WG_SIZE + li) * 3u;
+  let c = f32(cnt);
+  st(o, c);
+  st(o + 1u, select(0.0, k0 + sd / c, cnt > 0u));
+  st(o + 2u, select(0.0, max(sq - sd * sd / c, 0.0), cnt > 0u));
 }
 
 @compute @workgroup_size(WG_SIZE)
 fn main_merge(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   _ = &x; _ = &weight; _ = &bias; _ = &scale; _ = &shift;
-  let ng = linearWg(wid, nwg);
-  if (ng >= params.NG) { return; }
+  let id = (wid.x + wid.y * nwg.x) * WG_SIZE + li;
+  if (id >= params.NG * params.So) { return; }
+  let ng = id / params.So;
+  let oi = id - ng * params.So;
   var cnt = 0.0;
-  var mean = 0.0;
+  var mean = 0.0;  // relative to pivot: rounding then scales with the spread, not with a common offset
   var m2 = 0.0;
-  for (var s = li; s < params.S; s += WG_SIZE) {
+  let lo = oi * params.M;
+  let hi = min(params.S, lo + params.M);
+  let pivot = stats[(ng * params.strideNG + lo * params.strideS) * 3u + 1u];
+  for (var s = lo; s < hi; s++) {
     let o = (ng * params.strideNG + s * params.strideS) * 3u;
     let nb = stats[o];
     if (nb > 0.0) {
       let tot = cnt + nb;
-      let d = stats[o + 1u] - mean;
+      let d = (stats[o + 1u] - pivot) - mean;
       mean += d * (nb / tot);
       m2 += stats[o + 2u] + d * d * (cnt * nb / tot);
       cnt = tot;
     }
   }
-  sA[li] = cnt;
-  sB[li] = mean;
-  sC[li] = m2;
-  workgroupBarrier();
-  for (var h = WG_SIZE / 2u; h > 0u; h >>= 1u) {
-    if (li < h && sA[li + h] > 0.0) {
-      let na = sA[li];
-      let nb = sA[li + h];
-      let tot = na + nb;
-      let d = sB[li + h] - sB[li];
-      sB[li] += d * (nb / tot);
-      sC[li] += sC[li + h] + d * d * (na * nb / tot);
-      sA[li] = tot;
-    }
-    workgroupBarrier();
-  }
-  if (li == 0u) {
-    if (STATS) {
-      st(ng * 2u, sB[0]);
-      st(ng * 2u + 1u, 1.0 / sqrt(sC[0] / sA[0] + params.eps));
-    } else {
-      st(ng * 3u, sA[0]);
-      st(ng * 3u + 1u, sB[0]);
-      st(ng * 3u + 2u, sC[0]);
-    }
+  mean += pivot;
+  if (STATS) {
+    st(ng * 2u, mean);
+    st(ng * 2u + 1u, 1.0 / sqrt(m2 / cnt + params.eps));
+  } else {
+    let o = id * 3u;
+    st(o, cnt);
+    st(o + 1u, mean);
+    st(o + 2u, m2);
   }
 }
 
@@ -234,7 +192,7 @@ fn act(v: f32) -> f32 {
 
 @compute @workgroup_size(WG_SIZE)
 fn main_apply(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
-  let i = linearWg(wid, nwg) * WG_SIZE + li;
+  let i = (wid.x + wid.y * nwg.x) * WG_SIZE + li;
   if (i >= params.V) { return; }
   let e = select(i, i * 4u, VEC4);
   let nc = e / params.HW;
@@ -247,39 +205,5 @@ fn main_apply(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: v
     y[i] = act4((x[i] - mean) * ab.x + ab.y);
   } else {
     st(i, act((ld(i) - mean) * ab.x + ab.y));
-  }
-}
-
-@compute @workgroup_size(WG_SIZE)
-fn main_fused(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
-  _ = &stats;
-  let ng = linearWg(wid, nwg);
-  if (ng >= params.NG) { return; }
-  let n = ng / params.G;
-  let g = ng - n * params.G;
-  let HW = params.HW;
-  let total = params.Cg * HW;
-  let base = ng * total;
-  let k = ld(base);
-  let sums = contiguousSums(li, base, base + total, k);
-  reduceSums(li, sums.x, sums.y);
-  let cnt = f32(total);
-  let sd = sA[0];
-  let mean = k + sd / cnt;
-  let rstd = 1.0 / sqrt(max(sB[0] - sd * sd / cnt, 0.0) / cnt + params.eps);
-  let c0 = g * params.Cg;
-  if (VEC4) {
-    let HW4 = HW / 4u;
-    for (var v = li; v < total / 4u; v += WG_SIZE) {
-      let cl = v / HW4;
-      let ab = coef(n, c0 + cl, rstd);
-      let o = base / 4u + v;
-      y[o] = act4((x[o] - mean) * ab.x + ab.y);
-    }
-  } else {
-    for (var j = li; j < total; j += WG_SIZE) {
-      let ab = coef(n, c0 + j / HW, rstd);
-      st(base + j, act((ld(base + j) - mean) * ab.x + ab.y));
-    }
   }
 }

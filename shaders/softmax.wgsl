@@ -1,6 +1,7 @@
 // Softmax over the last dim L, max-subtracted: y[r, l] = exp(x[r, l] − max_r) / Σ_l exp(x[r, l] − max_r).
-// Dispatch: rt.grid(R), one workgroup of WG_SIZE per row. Bindings: 0 x, 1 y, 2 params.
-// Matches test/reference/softmax.ts.
+// One invocation per row, no workgroup memory (barrier-based reductions cost more than the row traffic on
+// CPU adapters; attention has its own fused softmax, so rows here are short).
+// Dispatch: rt.grid(ceil(R / WG_SIZE)). Bindings: 0 x, 1 y, 2 params. Matches test/reference/softmax.ts.
 
 override WG_SIZE: u32 = 64;
 
@@ -13,32 +14,16 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<uniform> params: Params;
 
-var<workgroup> red: array<f32, WG_SIZE>;
-
 @compute @workgroup_size(WG_SIZE)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
-  let r = wid.x + wid.y * nwg.x;
+  let r = (wid.x + wid.y * nwg.x) * WG_SIZE + li;
   if (r >= params.R) { return; }
   let L = params.L;
   let base = r * L;
-  var m = -3.402823e38;
-  for (var l = li; l < L; l += WG_SIZE) { m = max(m, x[base + l]); }
-  red[li] = m;
-  workgroupBarrier();
-  for (var h = WG_SIZE / 2u; h > 0u; h >>= 1u) {
-    if (li < h) { red[li] = max(red[li], red[li + h]); }
-    workgroupBarrier();
-  }
-  let rowMax = red[0];
-  workgroupBarrier();
+  var m = x[base];
+  for (var l = 1u; l < L; l++) { m = max(m, x[base + l]); }
   var s = 0.0;
-  for (var l = li; l < L; l += WG_SIZE) { s += exp(x[base + l] - rowMax); }
-  red[li] = s;
-  workgroupBarrier();
-  for (var h = WG_SIZE / 2u; h > 0u; h >>= 1u) {
-    if (li < h) { red[li] += red[li + h]; }
-    workgroupBarrier();
-  }
-  let inv = 1.0 / red[0];
-  for (var l = li; l < L; l += WG_SIZE) { y[base + l] = exp(x[base + l] - rowMax) * inv; }
+  for (var l = 0u; l < L; l++) { s += exp(x[base + l] - m); }
+  let inv = 1.0 / s;
+  for (var l = 0u; l < L; l++) { y[base + l] = exp(x[base + l] - m) * inv; }
 }

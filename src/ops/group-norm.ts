@@ -4,11 +4,10 @@ import type { Runtime } from '../runtime/runtime.js';
 import type { Tensor } from '../runtime/tensor.js';
 
 const WG_SIZE = 256;
-/**
- * Elements one workgroup reduces. Groups up to this size are normalised by one workgroup (one dispatch);
- * larger ones (VAE decoder: 8·1024² per group) are split into chunks, merged, then applied.
- */
-const CHUNK = 16384;
+/** Values (vec4s on the vectorised path) one invocation reduces into one (count, mean, M2) partial. */
+const K = 16;
+/** Partials one merge invocation folds together; more levels are added for huge groups. */
+const MERGE = 256;
 
 export interface GroupNormOptions {
   /** Apply SiLU to the output (GN → SiLU in every ResNet block). */
@@ -59,31 +58,50 @@ function checkEps(op: string, eps: number): void {
   if (typeof eps !== 'number' || !Number.isFinite(eps) || eps < 0) throw new ArgumentError(op, `eps must be a finite number ≥ 0, got ${eps}`);
 }
 
-const NO_REGION = { y0: 0, x0: 0, Ry: 0, Rx: 0 };
-const NO_SPLIT = { S: 1, chunk: 0, NG: 0, strideNG: 0, strideS: 0 };
+const GEOMETRY_UNUSED = { C: 0, HW: 0, W: 0, G: 0, Cg: 0, y0: 0, x0: 0, Ry: 0, Rx: 0, K: 0 };
 
 /**
- * Partial moments of every (n, g): chunks of CHUNK elements → [N·G·S, 3] (count, mean, M2), S chunks per group.
- * Region null = the whole image (vectorised when H·W % 4 == 0).
+ * Per-(n, g) (count, mean, M2) of x over a region (null = whole image, vectorised when H·W % 4 == 0),
+ * reduced to `[N,G,3]` moments, or to `[N,G,2]` (mean, rstd) when `eps` is given.
  */
-function partialMoments(rt: Runtime, x: Tensor, g: Geometry, W: number, region: { y0: number; x0: number; Ry: number; Rx: number } | null): { part: Tensor; S: number } {
-  const r = region ?? { y0: 0, x0: 0, Ry: 1, Rx: g.HW };
-  const total = g.Cg * r.Ry * r.Rx;
-  const S = Math.ceil(total / CHUNK);
-  const NG = g.N * g.G;
-  const part = rt.empty([NG * S, 3], 'f32', 'groupNorm.moments');
+function reduceGroups(rt: Runtime, x: Tensor, g: Geometry, W: number, region: { y0: number; x0: number; Ry: number; Rx: number } | null, eps: number | null): Tensor {
   const VEC4 = region === null && g.HW % 4 === 0;
-  const k = rt.kernel('group-norm', groupNormWgsl, { WG_SIZE, VEC4 }, 'main_moments');
-  rt.dispatch(k, [x, x, x, x, x, x, part], { C: g.C, HW: g.HW, W, G: g.G, Cg: g.Cg, ...r, S, chunk: CHUNK, NG, strideNG: 0, strideS: 0, eps: 0, V: 0 }, rt.grid(NG * S));
-  return { part, S };
+  const r = region ?? { y0: 0, x0: 0, Ry: 1, Rx: g.HW };
+  const units = (g.Cg * r.Ry * r.Rx) / (VEC4 ? 4 : 1);
+  const k = Math.min(K, Math.ceil(units / WG_SIZE));
+  const S = Math.ceil(units / (WG_SIZE * k));
+  const NG = g.N * g.G;
+  return rt.scope(() => {
+    const part = rt.empty([NG * S * WG_SIZE, 3], 'f32', 'groupNorm.partials');
+    const kernel = rt.kernel('group-norm', groupNormWgsl, { WG_SIZE, VEC4 }, 'main_moments');
+    const p = { C: g.C, HW: g.HW, W, G: g.G, Cg: g.Cg, ...r, K: k, S, NG, So: 0, M: 0, strideNG: 0, strideS: 0, eps: 0, V: 0 };
+    rt.dispatch(kernel, [x, x, x, x, x, x, part], p, rt.grid(NG * S));
+    return mergeMoments(rt, part, NG, S * WG_SIZE, S * WG_SIZE, 1, eps, [g.N, g.G]);
+  });
 }
 
-/** Chan-merges S triples per (n,g) laid out at (ng·strideNG + s·strideS)·3 into moments [NG,3] or stats [NG,2]. */
-function merge(rt: Runtime, src: Tensor, NG: number, S: number, strideNG: number, strideS: number, stats: boolean, eps: number, shape: number[]): Tensor {
-  const out = rt.empty(shape, 'f32', stats ? 'groupNorm.stats' : 'groupNorm.moments');
-  const k = rt.kernel('group-norm', groupNormWgsl, { WG_SIZE: 64, STATS: stats }, 'main_merge');
-  rt.dispatch(k, [src, src, src, src, src, src, out], { C: 0, HW: 0, W: 0, G: 0, Cg: 0, ...NO_REGION, S, chunk: 0, NG, strideNG, strideS, eps, V: 0 }, rt.grid(NG));
-  return out;
+/**
+ * Chan-merges S triples per group, laid out at (ng·strideNG + s·strideS)·3, in as many levels as needed
+ * (each folds MERGE partials), into moments [...NG, 3] or, with eps, stats [...NG, 2].
+ */
+function mergeMoments(rt: Runtime, src: Tensor, NG: number, S: number, strideNG: number, strideS: number, eps: number | null, lead: number[]): Tensor {
+  return rt.scope(() => {
+    let cur = src;
+    while (true) {
+      const last = S <= MERGE;
+      const So = last ? 1 : Math.ceil(S / MERGE);
+      const stats = last && eps !== null;
+      const out = rt.empty(last ? [...lead, stats ? 2 : 3] : [NG * So, 3], 'f32', stats ? 'groupNorm.stats' : 'groupNorm.moments');
+      const kernel = rt.kernel('group-norm', groupNormWgsl, { WG_SIZE, STATS: stats }, 'main_merge');
+      const p = { ...GEOMETRY_UNUSED, S, NG, So, M: last ? S : MERGE, strideNG, strideS, eps: eps ?? 0, V: 0 };
+      rt.dispatch(kernel, [cur, cur, cur, cur, cur, cur, out], p, rt.grid(Math.ceil((NG * So) / WG_SIZE)));
+      if (last) return out;
+      cur = out;
+      S = So;
+      strideNG = So;
+      strideS = 1;
+    }
+  });
 }
 
 /**
@@ -101,27 +119,15 @@ export function groupNorm(rt: Runtime, x: Tensor, groups: number, weight: Tensor
   if (o.shift) expectShape(op, 'shift', o.shift, [g.N, g.C]);
   if (o.stats) expectShape(op, 'stats', o.stats, [g.N, g.G, 2]);
 
-  const NG = g.N * g.G;
   const flags = { SILU: !!o.silu, HAS_SCALE: !!o.scale, HAS_SHIFT: !!o.shift };
   const y = rt.empty(x.shape, 'f32', op);
-  const bind = (stats: Tensor): Tensor[] => [x, stats, weight, bias, o.scale ?? weight, o.shift ?? weight, y];
-  const base = { C: g.C, HW: g.HW, W: 0, G: g.G, Cg: g.Cg, ...NO_REGION, ...NO_SPLIT, NG, eps, V: 0 };
-  const VEC4 = g.HW % 4 === 0;
-
-  if (!o.stats && g.Cg * g.HW <= CHUNK) {
-    const k = rt.kernel('group-norm', groupNormWgsl, { WG_SIZE, VEC4, ...flags }, 'main_fused');
-    rt.dispatch(k, bind(weight), base, rt.grid(NG));
-    return y;
-  }
   rt.scope(() => {
-    let stats = o.stats;
-    if (!stats) {
-      const { part, S } = partialMoments(rt, x, g, 0, null);
-      stats = merge(rt, part, NG, S, S, 1, true, eps, [g.N, g.G, 2]);
-    }
+    const stats = o.stats ?? reduceGroups(rt, x, g, 0, null, eps);
+    const VEC4 = g.HW % 4 === 0;
     const V = VEC4 ? x.numel / 4 : x.numel;
     const k = rt.kernel('group-norm', groupNormWgsl, { WG_SIZE, VEC4, ...flags }, 'main_apply');
-    rt.dispatch(k, bind(stats), { ...base, V }, rt.grid(Math.ceil(V / WG_SIZE)));
+    const p = { ...GEOMETRY_UNUSED, C: g.C, HW: g.HW, G: g.G, Cg: g.Cg, S: 0, NG: g.N * g.G, So: 0, M: 0, strideNG: 0, strideS: 0, eps, V };
+    rt.dispatch(k, [x, stats, weight, bias, o.scale ?? weight, o.shift ?? weight, y], p, rt.grid(Math.ceil(V / WG_SIZE)));
   });
   return y;
 }
@@ -144,12 +150,7 @@ export function groupNormMoments(rt: Runtime, x: Tensor, groups: number, region?
     if (!ok) throw new ArgumentError(op, `region {y0: ${y0}, y1: ${y1}, x0: ${x0}, x1: ${x1}} is empty or outside [${H}, ${W}]`);
     if (!(y0 === 0 && x0 === 0 && y1 === H && x1 === W)) r = { y0, x0, Ry: y1 - y0, Rx: x1 - x0 };
   }
-  const NG = g.N * g.G;
-  return rt.scope(() => {
-    const { part, S } = partialMoments(rt, x, g, W, r);
-    if (S === 1) return part.reshape([g.N, g.G, 3]);
-    return merge(rt, part, NG, S, S, 1, false, 0, [g.N, g.G, 3]);
-  });
+  return reduceGroups(rt, x, g, W, r, null);
 }
 
 /**
@@ -165,12 +166,12 @@ export function groupNormStatsFromMoments(rt: Runtime, moments: readonly Tensor[
   checkEps(op, eps);
   const NG = shape[0]! * shape[1]!;
   if (NG === 0) throw new ShapeError(op, `moments [${shape}] are empty`);
-  const out: [number, number, number] = [shape[0]!, shape[1]!, 2];
-  if (moments.length === 1) return merge(rt, moments[0]!, NG, 1, 1, 1, true, eps, out);
+  const lead = [shape[0]!, shape[1]!];
+  if (moments.length === 1) return mergeMoments(rt, moments[0]!, NG, 1, 1, 1, eps, lead);
   return rt.scope(() => {
     // Tiles side by side in one buffer: tile s of group ng at (s·NG + ng)·3.
     const all = rt.empty([moments.length, NG, 3], 'f32', `${op}.all`);
     moments.forEach((m, s) => rt.copy(m, 0, all, s * NG * 12, NG * 12));
-    return merge(rt, all, NG, moments.length, 1, NG, true, eps, out);
+    return mergeMoments(rt, all, NG, moments.length, 1, NG, eps, lead);
   });
 }

@@ -18,6 +18,6 @@ export function layerNorm(rt: Runtime, x: Tensor, weight: Tensor, bias: Tensor, 
   const y = rt.empty(x.shape, 'f32', op);
   const R = x.numel / D;
   if (R === 0) return y;
-  rt.dispatch(rt.kernel('layer-norm', layerNormWgsl, { WG_SIZE }), [x, weight, bias, y], { R, D, eps }, rt.grid(R));
+  rt.dispatch(rt.kernel('layer-norm', layerNormWgsl, { WG_SIZE }), [x, weight, bias, y], { R, D, eps }, rt.grid(Math.ceil(R / WG_SIZE)));
   return y;
 }

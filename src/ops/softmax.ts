@@ -13,6 +13,6 @@ export function softmax(rt: Runtime, x: Tensor): Tensor {
   const y = rt.empty(x.shape, 'f32', 'softmax');
   const R = x.numel / L;
   if (R === 0) return y;
-  rt.dispatch(rt.kernel('softmax', softmaxWgsl, { WG_SIZE }), [x, y], { R, L }, rt.grid(R));
+  rt.dispatch(rt.kernel('softmax', softmaxWgsl, { WG_SIZE }), [x, y], { R, L }, rt.grid(Math.ceil(R / WG_SIZE)));
   return y;
 }
