@@ -11,3 +11,9 @@ export * from './pipelines/schedulers/index.js';
 export { randn, philox4x32, NOISE_STREAM } from './pipelines/random.js';
 export { flowTimeGrid, forwardDiffusionAlphaBar, integrateFixedGrid, ODE_EVALS_PER_STEP, type OdeMethod, type StateOps, type IntegrateOptions } from './pipelines/flow-schedule.js';
 export { scaledDotProductAttention, multiHeadAttention, fmboostAttention, type AttentionOptions } from './ops/index.js';
+export {
+  groupNorm, groupNormMoments, groupNormStatsFromMoments, layerNorm, softmax,
+  add, mul, addPerChannel, scale, axpby, silu, gelu, geluTanh, quickGelu, geglu, concat, transpose,
+  upsampleNearest2x, interpolateBilinear, timestepEmbedding, guidanceEmbedding,
+  type GroupNormOptions, type Region, type TimestepEmbeddingOptions,
+} from './ops/index.js';
