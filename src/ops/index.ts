@@ -7,3 +7,4 @@ export { softmax } from './softmax.js';
 export { add, mul, addPerChannel, scale, axpby, silu, gelu, geluTanh, quickGelu, geglu, concat, transpose } from './elementwise.js';
 export { upsampleNearest2x, interpolateBilinear } from './resize.js';
 export { timestepEmbedding, guidanceEmbedding, type TimestepEmbeddingOptions } from './embedding.js';
+export { countNonFinite, assertFinite } from './check-finite.js';

@@ -48,6 +48,8 @@ export class BufferAllocator {
     public budgetBytes: number,
     /** Called before pooled buffers are destroyed, so pending GPU work that uses them is submitted. */
     private readonly beforeDestroy: () => void,
+    /** Receives the promise of each new buffer's out-of-memory error scope (checked at the next sync/read). */
+    private readonly onScope: (p: Promise<GPUError | null>, bytes: number, label: string) => void = () => {},
   ) {}
 
   /** Allocates `bytes` (rounded up to 256). Throws OutOfMemoryError when over the budget or a device limit. */
@@ -70,11 +72,13 @@ export class BufferAllocator {
     if (this.live + size > this.budgetBytes) {
       throw new OutOfMemoryError(size, Math.max(0, this.budgetBytes - this.live), `'${label}' does not fit the memory budget of ${fmtBytes(this.budgetBytes)} (${fmtBytes(this.live)} in use)`);
     }
+    this.device.pushErrorScope('out-of-memory');
     const buffer = this.device.createBuffer({
       label: `${label}#${++this.serial}`,
       size,
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
     });
+    this.onScope(this.device.popErrorScope(), size, label);
     this.count++;
     this.live += size;
     this.track();

@@ -1,6 +1,6 @@
 import { BufferAllocator, type Allocation, type MemoryStats } from './allocator.js';
 import { f16ArrayToF32, f32ArrayToF16, storageBytes, type DType } from './dtype.js';
-import { DeviceLostError, FmBoostError, OutOfMemoryError, ShaderCompileError, ShapeError } from './errors.js';
+import { AbortError, DeviceLostError, FmBoostError, OutOfMemoryError, ShaderCompileError, ShapeError } from './errors.js';
 import { packParams, reflectShader, type ParamValues, type ShaderLayout } from './params.js';
 import { numel, Tensor } from './tensor.js';
 
@@ -62,8 +62,9 @@ export class Runtime {
   private uniformOffset = 0;
   private readonly scopes: Set<Tensor>[] = [];
   private lostInfo: GPUDeviceLostInfo | null = null;
-  private readonly pendingErrors: Promise<GPUError | null>[] = [];
+  private readonly pendingErrors: Promise<GPUValidationErrorWrapper | GpuOutOfMemory | GPUError | null>[] = [];
   private dispatchCount = 0;
+  private lostPromise: Promise<void>;
 
   constructor(
     readonly device: GPUDevice,
@@ -77,7 +78,10 @@ export class Runtime {
     this.gpu = options.gpu;
     this.maxPending = options.maxPendingDispatches ?? 512;
     const maxBuf = Math.min(device.limits.maxBufferSize, device.limits.maxStorageBufferBindingSize);
-    this.allocator = new BufferAllocator(device, maxBuf, options.memoryBudgetBytes ?? 4 * 2 ** 30, () => this.flush());
+    this.allocator = new BufferAllocator(device, maxBuf, options.memoryBudgetBytes ?? 4 * 2 ** 30, () => this.flush(), (p, bytes, label) => {
+      this.pendingErrors.push(p.then((e) => (e ? new GpuOutOfMemory(label, bytes, e.message) : null)));
+    });
+    this.lostPromise = device.lost.then(() => undefined);
     device.lost.then((info) => {
       this.lostInfo = info;
       this.encoder = null;
@@ -268,7 +272,8 @@ export class Runtime {
     this.encoderForCopy().copyBufferToBuffer(t.buffer, 0, staging, 0, bytes);
     this.flush();
     try {
-      await staging.mapAsync(GPUMapMode.READ);
+      await Promise.race([staging.mapAsync(GPUMapMode.READ), this.lostPromise]);
+      this.assertAlive();
     } catch (e) {
       staging.destroy();
       this.assertAlive();
@@ -286,7 +291,7 @@ export class Runtime {
   async sync(): Promise<void> {
     this.assertAlive();
     this.flush();
-    await this.device.queue.onSubmittedWorkDone();
+    await Promise.race([this.device.queue.onSubmittedWorkDone(), this.lostPromise]);
     this.assertAlive();
     await this.checkErrors();
   }
@@ -428,8 +433,37 @@ export class Runtime {
   private async checkErrors(): Promise<void> {
     if (!this.pendingErrors.length) return;
     const errs = await Promise.all(this.pendingErrors.splice(0));
-    const bad = errs.find((e) => e);
-    if (bad instanceof GPUValidationErrorWrapper) throw new ShaderCompileError(bad.label, bad.detail);
+    const oom = errs.find((e) => e instanceof GpuOutOfMemory) as GpuOutOfMemory | undefined;
+    if (oom) {
+      throw new OutOfMemoryError(oom.bytes, Math.max(0, this.allocator.budgetBytes - this.allocator.stats().liveBytes), `the GPU could not allocate '${oom.label}' (${oom.detail})`);
+    }
+    const bad = errs.find((e) => e instanceof GPUValidationErrorWrapper) as GPUValidationErrorWrapper | undefined;
+    if (bad) throw new ShaderCompileError(bad.label, bad.detail);
+  }
+
+  // ---------------------------------------------------------------- jobs
+
+  private jobTail: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Runs `job` when every job queued before it has finished (FIFO). Public pipeline entry points run
+   * through here, so two generations started at once on one runtime queue instead of sharing scopes and
+   * the command stream. An abort while waiting rejects with AbortError without running the job.
+   */
+  exclusive<T>(where: string, job: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const prev = this.jobTail;
+    let release!: () => void;
+    const done = new Promise<void>((r) => (release = r));
+    this.jobTail = prev.then(() => done);
+    return (async () => {
+      try {
+        await waitOrAbort(prev, signal, where);
+        this.assertAlive();
+        return await job();
+      } finally {
+        release();
+      }
+    })();
   }
 
   private closeScope(result: unknown): void {
@@ -445,6 +479,30 @@ export class Runtime {
     const i = this.scopes.lastIndexOf(set);
     if (i >= 0) this.scopes.splice(i, 1);
   }
+}
+
+class GpuOutOfMemory {
+  constructor(readonly label: string, readonly bytes: number, readonly detail: string) {}
+}
+
+/** Resolves when `p` settles; rejects with AbortError as soon as `signal` aborts. */
+function waitOrAbort(p: Promise<unknown>, signal: AbortSignal | undefined, where: string): Promise<void> {
+  if (!signal) return p.then(() => undefined, () => undefined);
+  if (signal.aborted) return Promise.reject(new AbortError(where));
+  return new Promise<void>((resolve, reject) => {
+    const onAbort = () => reject(new AbortError(where));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      () => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      },
+      () => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      },
+    );
+  });
 }
 
 class GPUValidationErrorWrapper {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { OutOfMemoryError, ShaderCompileError, ShapeError } from '../../src/runtime/errors.js';
+import { AbortError, OutOfMemoryError, ShaderCompileError, ShapeError } from '../../src/runtime/errors.js';
 import type { Runtime } from '../../src/runtime/runtime.js';
 import { freshRuntime, testRuntime } from '../helpers/device.js';
 
@@ -99,6 +99,40 @@ describe('Runtime', () => {
     expect(out[4]).toBe(65504);
     expect(Math.abs(out[6]! - 3.14159)).toBeLessThan(2e-3);
     t.dispose();
+  });
+});
+
+describe('exclusive jobs', () => {
+  it('runs jobs one at a time in FIFO order, even when one fails', async () => {
+    const rt = await testRuntime();
+    const log: string[] = [];
+    const job = (name: string, ms: number, fail = false) =>
+      rt.exclusive(name, async () => {
+        log.push(`start ${name}`);
+        await new Promise((r) => setTimeout(r, ms));
+        log.push(`end ${name}`);
+        if (fail) throw new Error(name);
+        return name;
+      });
+    const results = await Promise.allSettled([job('a', 30), job('b', 5, true), job('c', 1)]);
+    expect(log).toEqual(['start a', 'end a', 'start b', 'end b', 'start c', 'end c']);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+  });
+
+  it('an abort while queued rejects with AbortError and does not disturb the others', async () => {
+    const rt = await testRuntime();
+    const ac = new AbortController();
+    let ran = false;
+    const first = rt.exclusive('first', () => new Promise((r) => setTimeout(() => r('first'), 30)));
+    const second = rt.exclusive('second', async () => {
+      ran = true;
+    }, ac.signal);
+    const third = rt.exclusive('third', async () => 'third');
+    ac.abort();
+    await expect(second).rejects.toBeInstanceOf(AbortError);
+    expect(await first).toBe('first');
+    expect(await third).toBe('third');
+    expect(ran).toBe(false);
   });
 });
 
