@@ -17,3 +17,7 @@ export {
   upsampleNearest2x, interpolateBilinear, timestepEmbedding, guidanceEmbedding,
   type GroupNormOptions, type Region, type TimestepEmbeddingOptions,
 } from './ops/index.js';
+export { CLIPTextModel, CLIPTextConfig, CLIPEncoderLayer, TokenEmbedding, TOKEN_CHUNK_BYTES, type CLIPForwardOptions, type CLIPLoadOptions } from './models/clip-text-encoder.js';
+export { UNet2DConditionModel, UNet2DConditionConfig, type UNetForwardOptions, type UNetLoadOptions, type DownBlockType, type UpBlockType } from './models/unet-2d-condition/index.js';
+export { unetKeyRenamer, clipTextKeyRenamer } from './models/keys.js';
+export { textToLatent, VAE_SCALE_FACTOR, type TextToLatentModels, type TextToLatentOptions, type StepTensors } from './pipelines/text-to-latent.js';

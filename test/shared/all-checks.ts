@@ -8,6 +8,7 @@ import type { FixtureCheck } from './fixture-check.js';
 import { gemmChecks } from './fixtures-gemm.js';
 import { miscChecks } from './fixtures-misc.js';
 import { runtimeChecks } from './fixtures-runtime.js';
+import { unetChecks } from './fixtures-unet.js';
 import { vaeChecks } from './fixtures-vae.js';
 
 export const allChecks: FixtureCheck[] = [
@@ -17,4 +18,5 @@ export const allChecks: FixtureCheck[] = [
   ...miscChecks,
   ...vaeChecks,
   ...cfmChecks,
+  ...unetChecks,
 ];
