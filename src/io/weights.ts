@@ -91,7 +91,23 @@ export async function loadWeights(rt: Runtime, sources: TensorSource | TensorSou
     if (e instanceof Error && e.name === 'AbortError' && !(e instanceof AbortError)) throw new AbortError('loadWeights');
     throw e;
   }
-  return WeightScope.fromTensors(tensors);
+  const scope = WeightScope.fromTensors(tensors);
+  // After device loss, rt.restore() re-reads every tensor from its source onto the new device.
+  const unregister = rt.onRestore(async () => {
+    for (const source of list) {
+      const mine = plan.filter((p) => p.source === source);
+      const bySrcKey = new Map(mine.map((p) => [p.srcKey, p]));
+      const stream = source.readMany ? source.readMany(mine.map((p) => p.srcKey)) : oneByOne(source, mine.map((p) => p.srcKey));
+      for await (const [srcKey, host] of stream) {
+        const p = bySrcKey.get(srcKey);
+        const t = p && tensors.get(p.key);
+        if (!p || !t || t.isDisposed) continue;
+        rt.reupload(t, convert(p, host, mode, false).data);
+      }
+    }
+  });
+  scope.onDispose(unregister);
+  return scope;
 }
 
 async function* oneByOne(source: TensorSource, keys: string[], signal?: AbortSignal): AsyncIterable<[string, HostTensor]> {
@@ -101,7 +117,8 @@ async function* oneByOne(source: TensorSource, keys: string[], signal?: AbortSig
   }
 }
 
-function upload(rt: Runtime, p: Planned, host: HostTensor, mode: 'auto' | 'f32' | 'f16', checkFinite: boolean): Tensor {
+/** Checks a tensor read from its source and converts it to the GPU storage dtype. */
+function convert(p: Planned, host: HostTensor, mode: 'auto' | 'f32' | 'f16', checkFinite: boolean): { data: Float32Array | Uint16Array; store: DType } {
   if (host.shape.length !== p.shape.length || host.shape.some((d, i) => d !== p.shape[i])) {
     throw new WeightError(p.key, `source gave shape [${host.shape.join(', ')}], its header says [${p.shape.join(', ')}]`);
   }
@@ -134,6 +151,11 @@ function upload(rt: Runtime, p: Planned, host: HostTensor, mode: 'auto' | 'f32' 
   } else {
     throw new WeightError(p.key, `dtype ${host.dtype} cannot be a weight (F32, F16, BF16)`);
   }
+  return { data, store };
+}
+
+function upload(rt: Runtime, p: Planned, host: HostTensor, mode: 'auto' | 'f32' | 'f16', checkFinite: boolean): Tensor {
+  const { data, store } = convert(p, host, mode, checkFinite);
   // Weights must outlive any rt.scope() the loader is called in.
   return rt.keep(rt.upload(data, p.shape, { dtype: store, label: p.key, persistent: true }));
 }
@@ -158,6 +180,7 @@ function assertFiniteBf16(key: string, bits: Uint16Array): void {
 }
 
 interface ScopeState {
+  onDispose?: () => void;
   tensors: Map<string, Tensor>;
   used: Set<string>;
   views: Map<string, Tensor>;
@@ -275,10 +298,16 @@ export class WeightScope {
     throw new WeightError(u[0]!, `${what} does not use ${u.length} loaded weight${u.length === 1 ? '' : 's'}: ${shown}. Drop them with loadWeights' rename/filter if they are expected`);
   }
 
+  /** @internal Runs `fn` when the weights are disposed. */
+  onDispose(fn: () => void): void {
+    this.state.onDispose = fn;
+  }
+
   /** Destroys every weight tensor of this load (all scopes share them). Safe to call twice. */
   dispose(): void {
     if (this.state.disposed) return;
     this.state.disposed = true;
+    this.state.onDispose?.();
     for (const v of this.state.views.values()) v.dispose();
     for (const t of this.state.tensors.values()) t.dispose();
     this.state.views.clear();

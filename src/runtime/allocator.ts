@@ -2,11 +2,14 @@ import { OutOfMemoryError, fmtBytes } from './errors.js';
 
 /** A GPU buffer owned by the allocator, shared by the tensors (views) that reference it. */
 export interface Allocation {
-  readonly buffer: GPUBuffer;
+  /** Replaced (with `owner`) when a lost device's weights are re-uploaded to a new one. */
+  buffer: GPUBuffer;
   readonly bytes: number;
   refs: number;
   /** Weights and other long-lived buffers are never pooled, only destroyed. */
   readonly pooled: boolean;
+  /** The allocator (hence the device) the buffer belongs to. */
+  owner: BufferAllocator;
 }
 
 export interface MemoryStats {
@@ -65,7 +68,7 @@ export class BufferAllocator {
         this.pooledBytes -= size;
         this.live += size;
         this.track();
-        return { buffer: buf, bytes: size, refs: 1, pooled };
+        return { buffer: buf, bytes: size, refs: 1, pooled, owner: this };
       }
     }
     if (this.live + this.pooledBytes + size > this.budgetBytes) this.trim(this.live + size - this.budgetBytes);
@@ -82,12 +85,12 @@ export class BufferAllocator {
     this.count++;
     this.live += size;
     this.track();
-    return { buffer, bytes: size, refs: 1, pooled };
+    return { buffer, bytes: size, refs: 1, pooled, owner: this };
   }
 
   /** Drops one reference; at zero the buffer returns to the pool (or is destroyed if not pooled). */
   release(a: Allocation): void {
-    if (a.refs <= 0) return;
+    if (a.refs <= 0 || a.owner !== this) return;
     if (--a.refs > 0) return;
     this.live -= a.bytes;
     if (a.pooled) {

@@ -46,17 +46,13 @@ export async function createRuntime(options: CreateRuntimeOptions = {}): Promise
     limits.maxComputeInvocationsPerWorkgroup = adapter.limits.maxComputeInvocationsPerWorkgroup;
     limits.maxStorageBuffersPerShaderStage = adapter.limits.maxStorageBuffersPerShaderStage;
   }
-  let device: GPUDevice;
-  try {
-    device = await adapter.requestDevice({ requiredFeatures: features, requiredLimits: limits, label: 'fmboost' });
-  } catch {
-    // Some adapters advertise limits they then refuse: fall back to the defaults.
-    try {
-      device = await adapter.requestDevice({ requiredFeatures: features, label: 'fmboost' });
-    } catch (e) {
-      throw new WebGPUUnavailableError(`requestDevice failed: ${(e as Error).message}`, { cause: e });
-    }
-  }
+  const device = await requestDevice(adapter, features, limits);
+  // After device loss the adapter may be unusable: ask the GPU for a new one, same features and limits.
+  const reacquire = async (): Promise<GPUDevice> => {
+    const a = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' });
+    if (!a) throw new WebGPUUnavailableError('no WebGPU adapter is available to replace the lost device');
+    return requestDevice(a, features, limits);
+  };
   const info = adapter.info ?? ({} as GPUAdapterInfo);
   const adapterInfo = {
     vendor: info.vendor ?? '',
@@ -65,10 +61,23 @@ export async function createRuntime(options: CreateRuntimeOptions = {}): Promise
     description: info.description ?? '',
     isFallback: Boolean((info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter),
   };
-  const rt = new Runtime(device, adapterInfo, { ...options, gpu });
+  const rt = new Runtime(device, adapterInfo, { ...options, gpu, reacquire });
   rt.log(
     `fmboost: WebGPU adapter ${rt.adapterName || 'unknown'}; max binding ${Math.round(device.limits.maxStorageBufferBindingSize / 2 ** 20)} MiB; ` +
       `features ${features.join(', ') || 'none'}`,
   );
   return rt;
+}
+
+async function requestDevice(adapter: GPUAdapter, features: GPUFeatureName[], limits: Record<string, number>): Promise<GPUDevice> {
+  try {
+    return await adapter.requestDevice({ requiredFeatures: features, requiredLimits: limits, label: 'fmboost' });
+  } catch {
+    // Some adapters advertise limits they then refuse: fall back to the defaults.
+    try {
+      return await adapter.requestDevice({ requiredFeatures: features, label: 'fmboost' });
+    } catch (e) {
+      throw new WebGPUUnavailableError(`requestDevice failed: ${(e as Error).message}`, { cause: e });
+    }
+  }
 }

@@ -25,6 +25,8 @@ export interface RuntimeOptions {
    * crashes when that object is garbage-collected while its device is still in use.
    */
   gpu?: GPU;
+  /** Acquires a fresh device after loss (createRuntime provides it); enables `restore()`. */
+  reacquire?: () => Promise<GPUDevice>;
 }
 
 /** Where a bound resource comes from: a tensor, or a raw buffer (for internal scratch). */
@@ -39,7 +41,8 @@ const UNIFORM_SLICE = 256;
  * `maxPendingDispatches` dispatches. Only `read()` waits for the GPU.
  */
 export class Runtime {
-  readonly allocator: BufferAllocator;
+  private alloc!: BufferAllocator;
+  private dev!: GPUDevice;
   readonly limits: GPUSupportedLimits;
   /** `shader-f16` is enabled on the device. */
   readonly hasF16: boolean;
@@ -66,8 +69,12 @@ export class Runtime {
   private dispatchCount = 0;
   private lostPromise: Promise<void>;
 
+  private readonly reacquire: (() => Promise<GPUDevice>) | undefined;
+  private readonly restoreHooks = new Set<() => Promise<void>>();
+  private restoring: Promise<void> | null = null;
+
   constructor(
-    readonly device: GPUDevice,
+    device: GPUDevice,
     readonly adapterInfo: { vendor: string; architecture: string; device: string; description: string; isFallback: boolean },
     options: RuntimeOptions = {},
   ) {
@@ -76,19 +83,92 @@ export class Runtime {
     this.hasSubgroups = device.features.has('subgroups');
     this.log = options.log ?? ((m) => console.info(m));
     this.gpu = options.gpu;
+    this.reacquire = options.reacquire;
     this.maxPending = options.maxPendingDispatches ?? 512;
+    this.lostPromise = this.attach(device, options.memoryBudgetBytes ?? 4 * 2 ** 30);
+  }
+
+  /** The current GPUDevice (a new one after `restore()`). */
+  get device(): GPUDevice {
+    return this.dev;
+  }
+
+  /** The buffer allocator of the current device. */
+  get allocator(): BufferAllocator {
+    return this.alloc;
+  }
+
+  private attach(device: GPUDevice, budget: number): Promise<void> {
+    this.dev = device;
     const maxBuf = Math.min(device.limits.maxBufferSize, device.limits.maxStorageBufferBindingSize);
-    this.allocator = new BufferAllocator(device, maxBuf, options.memoryBudgetBytes ?? 4 * 2 ** 30, () => this.flush(), (p, bytes, label) => {
+    this.alloc = new BufferAllocator(device, maxBuf, budget, () => this.flush(), (p, bytes, label) => {
       this.pendingErrors.push(p.then((e) => (e ? new GpuOutOfMemory(label, bytes, e.message) : null)));
     });
-    this.lostPromise = device.lost.then(() => undefined);
-    device.lost.then((info) => {
+    return device.lost.then((info) => {
+      if (this.dev !== device) return;
       this.lostInfo = info;
       this.encoder = null;
       this.pass = null;
-      this.allocator.abandon();
+      this.alloc.abandon();
+      if (info.reason !== 'destroyed' || !this.destroyedByUs) this.log(`fmboost: GPU device lost (${info.reason}): ${info.message}`);
     });
   }
+
+  /** True when a lost device can be replaced by `restore()`. */
+  get canRestore(): boolean {
+    return this.reacquire !== undefined && !this.destroyedByUs;
+  }
+
+  /**
+   * After device loss: acquires a new device and re-uploads every loaded weight (from its source; URL
+   * sources are served by the browser cache when it holds them), so models keep working. Intermediate
+   * tensors from before the loss are gone: using one throws DeviceLostError. No-op when not lost.
+   */
+  restore(): Promise<void> {
+    if (!this.lostInfo) return Promise.resolve();
+    if (!this.reacquire || this.destroyedByUs) {
+      return Promise.reject(new DeviceLostError(this.lostInfo.reason, 'GPU device lost and this runtime cannot re-acquire one (it was destroyed, or made without createRuntime)'));
+    }
+    this.restoring ??= (async () => {
+      try {
+        const device = await this.reacquire!();
+        this.kernels.clear();
+        for (const b of this.uniformChunks) b.destroy();
+        this.uniformChunks = [];
+        this.uniformStaging = [];
+        this.uniformChunk = 0;
+        this.uniformOffset = 0;
+        this.pending = 0;
+        this.pendingErrors.length = 0;
+        const budget = this.alloc.budgetBytes;
+        this.lostInfo = null;
+        this.lostPromise = this.attach(device, budget);
+        for (const hook of this.restoreHooks) await hook();
+        this.log(`fmboost: GPU device restored; ${this.restoreHooks.size} weight set(s) re-uploaded`);
+      } finally {
+        this.restoring = null;
+      }
+    })();
+    return this.restoring;
+  }
+
+  /** Registers work to redo on a new device after `restore()` (weight re-uploads). Returns an unregister function. */
+  onRestore(hook: () => Promise<void>): () => void {
+    this.restoreHooks.add(hook);
+    return () => this.restoreHooks.delete(hook);
+  }
+
+  /** @internal Gives a persistent tensor a new buffer on the current device holding `data` (used by restore hooks). */
+  reupload(t: Tensor, data: Float32Array | Uint16Array): void {
+    const a = t.allocation as Allocation;
+    const fresh = this.alloc.alloc(a.bytes, t.label, false);
+    const bytes = data.byteLength % 4 === 0 ? data : padTo4(data);
+    this.dev.queue.writeBuffer(fresh.buffer, 0, bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    a.buffer = fresh.buffer;
+    a.owner = fresh.owner;
+  }
+
+  private destroyedByUs = false;
 
   /** Short description of the adapter, e.g. "google swiftshader (fallback)". */
   get adapterName(): string {
@@ -385,8 +465,9 @@ export class Runtime {
     return this.allocator.stats();
   }
 
-  /** Submits pending work and destroys the device. */
+  /** Submits pending work and destroys the device (final: the runtime cannot be restored). */
   destroy(): void {
+    this.destroyedByUs = true;
     this.flush();
     this.allocator.trim();
     for (const b of this.uniformChunks) b.destroy();
@@ -458,6 +539,7 @@ export class Runtime {
     return (async () => {
       try {
         await waitOrAbort(prev, signal, where);
+        if (this.lostInfo && this.canRestore) await this.restore();
         this.assertAlive();
         return await job();
       } finally {

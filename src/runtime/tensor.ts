@@ -1,6 +1,6 @@
 import type { Allocation } from './allocator.js';
 import { storageBytes, type DType } from './dtype.js';
-import { FmBoostError, ShapeError } from './errors.js';
+import { DeviceLostError, FmBoostError, ShapeError } from './errors.js';
 import type { Runtime } from './runtime.js';
 
 /**
@@ -22,6 +22,9 @@ export class Tensor {
 
   get buffer(): GPUBuffer {
     if (this.disposed) throw new FmBoostError(`tensor '${this.label}' was used after dispose()`);
+    if (this.allocation.owner !== this.rt.allocator) {
+      throw new DeviceLostError('destroyed', `tensor '${this.label}' belonged to a GPU device that was lost; recompute it`);
+    }
     return this.allocation.buffer;
   }
 
