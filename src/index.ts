@@ -21,3 +21,11 @@ export { CLIPTextModel, CLIPTextConfig, CLIPEncoderLayer, TokenEmbedding, TOKEN_
 export { UNet2DConditionModel, UNet2DConditionConfig, type UNetForwardOptions, type UNetLoadOptions, type DownBlockType, type UpBlockType } from './models/unet-2d-condition/index.js';
 export { unetKeyRenamer, clipTextKeyRenamer } from './models/keys.js';
 export { textToLatent, VAE_SCALE_FACTOR, type TextToLatentModels, type TextToLatentOptions, type StepTensors } from './pipelines/text-to-latent.js';
+export { CfmUNet, CfmUNetConfig, CfmCondition, parseCfmUNetConfig, checkCfmConfig, cfmKeyRenamer, type CfmForwardOptions, type CfmLoadOptions } from './models/cfm-unet.js';
+export { sampleFlow, lincomb, flowNfe, type SampleFlowOptions } from './pipelines/flow-matching.js';
+export {
+  qSample, boost, cascade, decodeToImage, toRgba, quantize, upscaleImage, rgbaToFloat, DEFAULT_NOISING_STEP,
+  type BoostModels, type BoostOptions, type BoostProgress, type UpscaleCommon, type UpsampleMode, type CascadeStage, type CascadeOptions,
+  type DecodedImage, type RgbaImage, type UpscaleImageOptions,
+} from './pipelines/boost.js';
+export { hiresFix, type HiresFixModels, type HiresFixOptions } from './pipelines/hires-fix.js';
