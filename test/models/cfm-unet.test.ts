@@ -17,6 +17,7 @@ import { nodeGPU } from '../../src/node/gpu.js';
 import { createRuntime } from '../../src/runtime/gpu.js';
 import { FIXTURES, fx, loadFixture, tolerance } from '../helpers/fixtures.js';
 import { cfmIoResults, splitInput, TINY_CFM_CONFIG, TINY_CFM_CONFIG_JSON } from '../shared/fixtures-cfm.js';
+import { recordShapes } from '../shared/fixtures-unet.js';
 
 // dawn.node (webgpu 0.6.2) crashes once the GPU object that made a device is garbage-collected, and
 // testRuntime() keeps only the device: this file holds the GPU for as long as it runs.
@@ -69,6 +70,25 @@ describe('CfmUNet config', () => {
   it('refuses a JSON object without EfficientUNet parameters', () => {
     expect(() => parseCfmUNetConfig({ fm_cfg: { params: { schedule: 'linear' } } })).toThrow(ConfigError);
     expect(() => parseCfmUNetConfig(null)).toThrow(ConfigError);
+  });
+});
+
+describe('CfmUNet weight layout', () => {
+  it('asks for the §11.3 tiny config keys in state_dict order with their shapes', () => {
+    const rows = readFileSync(FIXTURES + 'keys/cfm_tiny_testconfig.tsv', 'utf8').trim().split('\n').slice(1).map((l) => l.split('\t'));
+    const shapes = recordShapes((w) => new CfmUNet(w, { ...TINY_CFM_CONFIG, dimHead: 16, numHeads: 2 }));
+    expect([...shapes.keys()]).toEqual(rows.map((r) => r[1]));
+    // Conv1d [out, in, 1] weights are read as 1×1 convolutions; everything else has the stored shape.
+    const stored = rows.map((r) => r[2]!.replace(/[()\s]/g, '').split(',').filter(Boolean).map(Number));
+    [...shapes.values()].forEach((s, i) => expect(s.filter((d, j) => !(d === 1 && j >= stored[i]!.length))).toEqual(stored[i]));
+  });
+
+  it('the released topology has 408 tensors and 305,806,340 parameters (REFERENCE §1.2)', () => {
+    const shapes = recordShapes((w) => new CfmUNet(w, CfmUNetConfig.released));
+    expect(shapes.size).toBe(408);
+    expect([...shapes.values()].reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0)).toBe(305_806_340);
+    expect(shapes.get('input_blocks.13.1.qkv.weight')).toEqual([768, 1024, 1, 1]);
+    expect(shapes.get('output_blocks.3.2.conv.weight')).toEqual([1024, 1024, 3, 3]);
   });
 });
 
