@@ -215,7 +215,7 @@ export class CLIPTextModel {
   constructor(
     private readonly w: WeightScope,
     readonly config: CLIPTextConfig = CLIPTextConfig.sd15,
-    private readonly o: { tokenChunks?: readonly Tensor[]; positionEmbedding?: Tensor } = {},
+    private readonly o: { tokenChunks?: readonly Tensor[]; positionEmbedding?: Tensor; onDispose?: () => void } = {},
   ) {
     checkConfig(config, 'CLIPTextModel');
     const D = config.hiddenSize;
@@ -268,11 +268,20 @@ export class CLIPTextModel {
     const tables: Tensor[] = [];
     try {
       throwIfAborted(o.signal, 'CLIPTextModel.load');
-      const chunks = uploadRowChunks(rt, TOKEN_KEY, await source.read(tableKey, o.signal), Math.floor(maxChunkBytes / (D * 4)));
+      const rows = Math.floor(maxChunkBytes / (D * 4));
+      const chunks = uploadRowChunks(rt, TOKEN_KEY, await source.read(tableKey, o.signal), rows);
       tables.push(...chunks);
       const [position] = uploadRowChunks(rt, POSITION_KEY, await source.read(positionKey, o.signal), config.maxPositionEmbeddings);
       tables.push(position!);
-      const model = new CLIPTextModel(w, config, { tokenChunks: chunks, positionEmbedding: position });
+      // loadWeights re-uploads its tensors after device loss (rt.restore()); these tables need the same.
+      const unregister = rt.onRestore(async () => {
+        const tok = tableF32(TOKEN_KEY, await source.read(tableKey));
+        chunks.forEach((t, i) => {
+          if (!t.isDisposed) rt.reupload(t, tok.subarray(i * rows * D, i * rows * D + t.numel));
+        });
+        if (!position!.isDisposed) rt.reupload(position!, tableF32(POSITION_KEY, await source.read(positionKey)));
+      });
+      const model = new CLIPTextModel(w, config, { tokenChunks: chunks, positionEmbedding: position, onDispose: unregister });
       w.assertAllUsed('CLIPTextModel');
       return model;
     } catch (e) {
@@ -328,12 +337,12 @@ export class CLIPTextModel {
     this.w.dispose();
     for (const t of this.o.tokenChunks ?? []) t.dispose();
     this.o.positionEmbedding?.dispose();
+    this.o.onDispose?.();
   }
 }
 
-/** A [rows, D] host tensor → f32 GPU tensors of ≤ rowsPerChunk rows each (persistent, outside any scope). */
-function uploadRowChunks(rt: Runtime, key: string, host: HostTensor, rowsPerChunk: number): Tensor[] {
-  const [rows, D] = host.shape as [number, number];
+/** A host table as finite f32 values (f16/bf16 widened). */
+function tableF32(key: string, host: HostTensor): Float32Array {
   let data: Float32Array;
   if (host.dtype === 'f32') data = host.data as Float32Array;
   else if (host.dtype === 'f16') data = f16ArrayToF32(host.data as Uint16Array);
@@ -343,6 +352,13 @@ function uploadRowChunks(rt: Runtime, key: string, host: HostTensor, rowsPerChun
     const v = data[i]!;
     if (v - v !== 0) throw new WeightError(key, `holds ${v} at flat index ${i}`);
   }
+  return data;
+}
+
+/** A [rows, D] host tensor → f32 GPU tensors of ≤ rowsPerChunk rows each (persistent, outside any scope). */
+function uploadRowChunks(rt: Runtime, key: string, host: HostTensor, rowsPerChunk: number): Tensor[] {
+  const [rows, D] = host.shape as [number, number];
+  const data = tableF32(key, host);
   const chunks: Tensor[] = [];
   try {
     for (let r = 0; r < rows; r += rowsPerChunk) {

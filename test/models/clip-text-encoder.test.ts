@@ -147,6 +147,22 @@ describe('CLIPTextModel (clip fixture)', () => {
     }
   });
 
+  it('after device loss, restore() brings back the chunked tables and the other weights', async () => {
+    const own = await createRuntime({ gpu: gpu!, log: () => {} });
+    try {
+      const clip = await CLIPTextModel.load(own, fixtureSource(loadFixture('clip.safetensors'), 'clip'), { config: TINY_CLIP, maxChunkBytes: 1 << 20 });
+      const before = await encodeAll(own, clip);
+      own.device.destroy();
+      await new Promise((r) => setTimeout(r, 10));
+      expect(own.isLost).toBe(true);
+      await own.restore();
+      expect(await encodeAll(own, clip)).toEqual(before);
+      clip.dispose();
+    } finally {
+      own.destroy();
+    }
+  });
+
   it('bad ids, bad options and bad weights are typed errors before GPU work', async () => {
     const clip = await CLIPTextModel.load(rt, fixtureSource(loadFixture('clip.safetensors'), 'clip'), { config: TINY_CLIP });
     try {

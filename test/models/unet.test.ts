@@ -185,6 +185,26 @@ describe('UNet2DConditionModel', () => {
     }
   });
 
+  it('use_linear_projection: proj_in/proj_out stored as Linear [C, C] give the same network', async () => {
+    const f = loadFixture('unet.safetensors');
+    const linear: TensorSource = {
+      name: 'unet, linear projections',
+      keys: () => [...f.keys()],
+      info: (k) => ({ dtype: 'F32', shape: squeeze(k, f.get(k)!.shape) }),
+      read: async (k) => ({ dtype: 'f32', shape: squeeze(k, f.get(k)!.shape), data: f.get(k)!.data as Float32Array }),
+    };
+    function squeeze(k: string, shape: number[]): number[] {
+      return /\.proj_(in|out)\.weight$/.test(k) ? shape.slice(0, 2) : shape;
+    }
+    expect(linear.info('mid_block.attentions.0.proj_in.weight').shape).toEqual([64, 64]);
+    const m = await UNet2DConditionModel.load(rt, linear, { ...TINY_UNET, useLinearProjection: true });
+    try {
+      expect(await outOf(rt, m)).toEqual(reference);
+    } finally {
+      m.dispose();
+    }
+  });
+
   it('f16 storage stays close to f32; bf16 weights (widened to f32) too', async () => {
     const f16 = await UNet2DConditionModel.load(rt, await st('unet.safetensors'), TINY_UNET, { dtype: 'f16' });
     try {
