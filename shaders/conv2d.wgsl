@@ -6,6 +6,9 @@
 // gathered into workgroup tiles and never materialised. IS_1X1 (1×1, stride 1, no padding): B is x itself.
 // Tiling as shaders/matmul.wgsl: WG_M × WG_N threads, 4 × 4 outputs each, K steps of TILE_K; TILE_K must be a
 // multiple of 4 and of WG_M (each thread gathers TILE_K / WG_M rows of 4 columns).
+// main_direct (CPU adapters): no workgroup memory and no barriers; each thread owns 8 channels × 8 pixels
+// (sixteen vec4 accumulators), walks (ci, ky, kx) as nested loops (no index division in the loop; 1×1 is the
+// same loop with one tap) and reads weights and input straight from storage. Its block is (8·WG_M) channels × (8·WG_N) pixels.
 // Dispatch: rt.grid(tilesM · tilesN) in (x, y), batch in z. Bindings: 0 x, 1 w, 2 bias (if HAS_BIAS),
 // 3 residual (if HAS_RESIDUAL), 4 out, 5 params. Matches test/reference/conv2d.ts conv2dRef (float64).
 
@@ -176,4 +179,83 @@ fn store(oBase: u32, co: u32, p: u32, acc: vec4f) {
       out[row + p + j] = y;
     }
   }
+}
+
+@compute @workgroup_size(THREADS)
+fn main_direct(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let tile = wid.x + wid.y * nwg.x;
+  let co0 = (tile / params.tilesN) * 8u * WG_M + 8u * (li / WG_N);
+  let p0 = (tile % params.tilesN) * 8u * WG_N + 8u * (li % WG_N);
+  if (co0 >= params.Cout || p0 >= params.P) { return; }
+  let z = wid.z;
+  let HW = params.H * params.W;
+  let xBase = z * params.Cin * HW;
+  // Clamped channel rows of the weight: every weight load is in bounds; extra channels are dropped at the store.
+  let lastC = params.Cout - 1u;
+  var wLoOff = min(vec4u(co0) + vec4u(0u, 1u, 2u, 3u), vec4u(lastC)) * params.Kg;
+  var wHiOff = min(vec4u(co0) + vec4u(4u, 5u, 6u, 7u), vec4u(lastC)) * params.Kg;
+  let lastP = vec4u(params.P - 1u);
+  let pLo = min(vec4u(p0) + vec4u(0u, 1u, 2u, 3u), lastP);
+  let pHi = min(vec4u(p0) + vec4u(4u, 5u, 6u, 7u), lastP);
+  let Hv = i32(select(params.H, 2u * params.H, UPSAMPLE));
+  let Wv = i32(select(params.W, 2u * params.W, UPSAMPLE));
+  let up = vec4u(select(0u, 1u, UPSAMPLE));
+  let S = params.stride;
+  let oyLo = pLo / params.Wo;
+  let oyHi = pHi / params.Wo;
+  let iyLo = vec4i(oyLo * S) - params.padTop;
+  let iyHi = vec4i(oyHi * S) - params.padTop;
+  let ixLo = vec4i((pLo - oyLo * params.Wo) * S) - params.padLeft;
+  let ixHi = vec4i((pHi - oyHi * params.Wo) * S) - params.padLeft;
+  let KH = params.KHW / params.KW;
+
+  var c0 = vec4f(0.0); var d0 = vec4f(0.0);
+  var c1 = vec4f(0.0); var d1 = vec4f(0.0);
+  var c2 = vec4f(0.0); var d2 = vec4f(0.0);
+  var c3 = vec4f(0.0); var d3 = vec4f(0.0);
+  var c4 = vec4f(0.0); var d4 = vec4f(0.0);
+  var c5 = vec4f(0.0); var d5 = vec4f(0.0);
+  var c6 = vec4f(0.0); var d6 = vec4f(0.0);
+  var c7 = vec4f(0.0); var d7 = vec4f(0.0);
+  for (var ci = 0u; ci < params.Cin; ci++) {
+    let plane = xBase + ci * HW;
+    for (var ky = 0u; ky < KH; ky++) {
+      let yLo = iyLo + i32(ky);
+      let yHi = iyHi + i32(ky);
+      let rowOkLo = (yLo >= vec4i(0)) & (yLo < vec4i(Hv));
+      let rowOkHi = (yHi >= vec4i(0)) & (yHi < vec4i(Hv));
+      let rowLo = plane + (vec4u(clamp(yLo, vec4i(0), vec4i(Hv - 1))) >> up) * params.W;
+      let rowHi = plane + (vec4u(clamp(yHi, vec4i(0), vec4i(Hv - 1))) >> up) * params.W;
+      for (var kx = 0u; kx < params.KW; kx++) {
+        let xLo = ixLo + i32(kx);
+        let xHi = ixHi + i32(kx);
+        let okLo = rowOkLo & (xLo >= vec4i(0)) & (xLo < vec4i(Wv));
+        let okHi = rowOkHi & (xHi >= vec4i(0)) & (xHi < vec4i(Wv));
+        let iLo = rowLo + (vec4u(clamp(xLo, vec4i(0), vec4i(Wv - 1))) >> up);
+        let iHi = rowHi + (vec4u(clamp(xHi, vec4i(0), vec4i(Wv - 1))) >> up);
+        let b0 = select(vec4f(0.0), vec4f(x[iLo.x], x[iLo.y], x[iLo.z], x[iLo.w]), okLo);
+        let b1 = select(vec4f(0.0), vec4f(x[iHi.x], x[iHi.y], x[iHi.z], x[iHi.w]), okHi);
+        var s = loadW(wLoOff.x); c0 += s * b0; d0 += s * b1;
+        s = loadW(wLoOff.y); c1 += s * b0; d1 += s * b1;
+        s = loadW(wLoOff.z); c2 += s * b0; d2 += s * b1;
+        s = loadW(wLoOff.w); c3 += s * b0; d3 += s * b1;
+        s = loadW(wHiOff.x); c4 += s * b0; d4 += s * b1;
+        s = loadW(wHiOff.y); c5 += s * b0; d5 += s * b1;
+        s = loadW(wHiOff.z); c6 += s * b0; d6 += s * b1;
+        s = loadW(wHiOff.w); c7 += s * b0; d7 += s * b1;
+        wLoOff += vec4u(1u);
+        wHiOff += vec4u(1u);
+      }
+    }
+  }
+
+  let oBase = z * params.Cout * params.P;
+  store(oBase, co0, p0, c0); store(oBase, co0, p0 + 4u, d0);
+  store(oBase, co0 + 1u, p0, c1); store(oBase, co0 + 1u, p0 + 4u, d1);
+  store(oBase, co0 + 2u, p0, c2); store(oBase, co0 + 2u, p0 + 4u, d2);
+  store(oBase, co0 + 3u, p0, c3); store(oBase, co0 + 3u, p0 + 4u, d3);
+  store(oBase, co0 + 4u, p0, c4); store(oBase, co0 + 4u, p0 + 4u, d4);
+  store(oBase, co0 + 5u, p0, c5); store(oBase, co0 + 5u, p0 + 4u, d5);
+  store(oBase, co0 + 6u, p0, c6); store(oBase, co0 + 6u, p0 + 4u, d6);
+  store(oBase, co0 + 7u, p0, c7); store(oBase, co0 + 7u, p0 + 4u, d7);
 }

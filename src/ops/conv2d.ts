@@ -2,7 +2,7 @@ import conv2dWgsl from '../../shaders/conv2d.wgsl';
 import { ArgumentError, ShapeError } from '../runtime/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { gemmTiles } from './matmul.js';
+import { gemmTiles, type GemmTiles } from './matmul.js';
 
 export interface Conv2dOptions {
   /** Default 1. */
@@ -13,6 +13,8 @@ export interface Conv2dOptions {
   residual?: Tensor;
   /** The input is nearest-×2 upsampled first (fused: the 4× tensor is never materialised). */
   upsample2x?: boolean;
+  /** @internal Forces a kernel variant (tests cover both on one device; benchmarks compare them). */
+  tiles?: GemmTiles;
 }
 
 /**
@@ -59,18 +61,20 @@ export function conv2d(rt: Runtime, x: Tensor, weight: Tensor, bias?: Tensor, o:
   if (out.numel === 0) return out;
   const P = Ho * Wo;
   const Kg = Cin * KH * KW;
-  const t = gemmTiles(rt, Cout, P);
-  const tilesM = Math.ceil(Cout / (4 * t.WG_M));
-  const tilesN = Math.ceil(P / (4 * t.WG_N));
+  const t = o.tiles ?? gemmTiles(rt, Cout, P);
+  const tilesM = Math.ceil(Cout / (t.per * t.WG_M));
+  const tilesN = Math.ceil(P / (t.per * t.WG_N));
   const is1x1 = KH === 1 && KW === 1 && stride === 1 && !up && padTop + padBottom + padLeft + padRight === 0;
   const k = rt.kernel('conv2d', conv2dWgsl, {
-    ...t,
+    WG_M: t.WG_M,
+    WG_N: t.WG_N,
+    TILE_K: t.TILE_K,
     W_F16: weight.dtype === 'f16',
     HAS_BIAS: !!bias,
     HAS_RESIDUAL: !!o.residual,
     IS_1X1: is1x1,
     UPSAMPLE: up,
-  });
+  }, t.entry);
   const [gx, gy] = rt.grid(tilesM * tilesN);
   rt.dispatch(
     k,

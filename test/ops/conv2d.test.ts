@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nodeGPU } from '../../src/node/gpu.js';
 import { conv2d, type Conv2dOptions } from '../../src/ops/conv2d.js';
+import type { GemmTiles } from '../../src/ops/matmul.js';
 import { ArgumentError, ShapeError } from '../../src/runtime/errors.js';
 import { f16ToF32, f32ToF16 } from '../../src/runtime/dtype.js';
 import { createRuntime } from '../../src/runtime/gpu.js';
@@ -16,6 +17,9 @@ const F32 = { atol: 1e-4, rtol: 1e-4 };
 // dawn.node segfaults once the GPU object that made a device is garbage-collected: hold it for the file.
 let gpu: GPU | null = null;
 let rt: Runtime;
+
+/** The geometry options, which the twin shares with the op. */
+const geo = (o: Conv2dOptions) => ({ stride: o.stride, padding: o.padding, upsample2x: o.upsample2x });
 
 type Case = [string, [number, number, number, number], [number, number, number, number], Conv2dOptions & { f16?: boolean; bias?: boolean; res?: boolean }];
 
@@ -44,17 +48,46 @@ describe('conv2d', () => {
     let wv = randn(ws.reduce((p, d) => p * d, 1), 2, 1 / Math.sqrt(K));
     if (o.f16) wv = wv.map((v) => f16ToF32(f32ToF16(v)));
     const bv = o.bias ? randn(ws[0], 3, 0.1) : undefined;
-    const ref0 = conv2dRef(xv, xs, wv, ws, bv, o);
+    const ref0 = conv2dRef(xv, xs, wv, ws, bv, geo(o));
     const rv = o.res ? randn(ref0.data.length, 4) : undefined;
-    const want = conv2dRef(xv, xs, wv, ws, bv, { ...o, residual: rv });
+    const want = conv2dRef(xv, xs, wv, ws, bv, { ...geo(o), residual: rv });
     const x = rt.upload(xv, xs);
     const w = rt.upload(wv, ws, { dtype: o.f16 ? 'f16' : 'f32' });
     const b = bv ? rt.upload(bv, [ws[0]]) : undefined;
     const r = rv ? rt.upload(rv, want.shape) : undefined;
-    const y = conv2d(rt, x, w, b, { stride: o.stride, padding: o.padding, upsample2x: o.upsample2x, residual: r });
+    const y = conv2d(rt, x, w, b, { ...geo(o), residual: r });
     expect(y.shape).toEqual(want.shape);
     expectClose(await rt.read(y), want.data, F32);
     for (const t of [x, w, b, r, y]) t?.dispose();
+  });
+
+  // The device picks one kernel variant; the other is forced here so both stay right on any machine.
+  const variants: [string, GemmTiles][] = [
+    ['workgroup tiles 16x16', { WG_M: 16, WG_N: 16, TILE_K: 16, entry: 'main', per: 4 }],
+    ['direct 8x8', { WG_M: 8, WG_N: 8, TILE_K: 16, entry: 'main_direct', per: 8 }],
+  ];
+  it.each(variants)('forced variant %s: stride-2 asym, upsample2x, 1x1, f16 match the twin', async (_n, tiles) => {
+    const runs: [number[], number[], Conv2dOptions & { f16?: boolean }][] = [
+      [[2, 5, 10, 9], [9, 5, 3, 3], { stride: 2, padding: [0, 1, 0, 1] }],
+      [[1, 3, 5, 6], [10, 3, 3, 3], { padding: 1, upsample2x: true, f16: true }],
+      [[1, 7, 5, 5], [6, 7, 1, 1], {}],
+    ];
+    for (const [xs, ws, o] of runs) {
+      const xv = randn(xs.reduce((p, d) => p * d, 1), 30);
+      let wv = randn(ws.reduce((p, d) => p * d, 1), 31, 0.3);
+      if (o.f16) wv = wv.map((v) => f16ToF32(f32ToF16(v)));
+      const bv = randn(ws[0]!, 32, 0.1);
+      const want = conv2dRef(xv, xs, wv, ws, bv, geo(o));
+      const rv = randn(want.data.length, 33);
+      const withRes = conv2dRef(xv, xs, wv, ws, bv, { ...geo(o), residual: rv });
+      const x = rt.upload(xv, xs);
+      const w = rt.upload(wv, ws, { dtype: o.f16 ? 'f16' : 'f32' });
+      const b = rt.upload(bv, [ws[0]!]);
+      const r = rt.upload(rv, withRes.shape);
+      const y = conv2d(rt, x, w, b, { ...geo(o), residual: r, tiles });
+      expectClose(await rt.read(y), withRes.data, F32, `[${xs}] * [${ws}]`);
+      for (const t of [x, w, b, r, y]) t.dispose();
+    }
   });
 
   it('SD-1.5 shape: conv3x3 1x320x16x16 -> 320, pad 1, bias', async () => {
