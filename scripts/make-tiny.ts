@@ -76,7 +76,7 @@ const vaeConfig = {
   down_block_types: ['DownEncoderBlock2D', 'DownEncoderBlock2D', 'DownEncoderBlock2D', 'DownEncoderBlock2D'],
   in_channels: 3,
   latent_channels: 4,
-  layers_per_block: 2,
+  layers_per_block: 1,
   norm_num_groups: 8,
   out_channels: 3,
   sample_size: 512,

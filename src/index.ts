@@ -29,3 +29,15 @@ export {
   type DecodedImage, type RgbaImage, type UpscaleImageOptions,
 } from './pipelines/boost.js';
 export { hiresFix, type HiresFixModels, type HiresFixOptions } from './pipelines/hires-fix.js';
+export {
+  FMBoostPipeline, BASE_SIZE, OUTPUT_SIZES,
+  type OutputSize, type GenerateStage, type FMBoostLoadOptions, type GenerateOptions, type GenerateResult, type CfmRunOptions,
+  type HiresFixRunOptions, type RgbaResult, type UpscaleOptions,
+} from './pipelines/fmboost-pipeline.js';
+export {
+  loadModelSet, loadCfmStage, urlModelFiles, fileListModelFiles, bytesModelFiles, cachedUrlSource, clearModelCache, MODEL_CACHE_NAME,
+  bundledTinyModelUrl, bundledTokenizerUrl,
+  type ModelFiles, type ModelInput, type ModelSet, type CfmStageInput, type LoadedCfmStage, type LoadModelSetOptions, type LoadProgress,
+  type UrlModelFilesOptions,
+} from './pipelines/model-source.js';
+export { matmul, linear, conv2d, type Activation, type MatmulOptions, type Conv2dOptions } from './ops/index.js';

@@ -8,3 +8,5 @@ export { add, mul, addPerChannel, scale, axpby, silu, gelu, geluTanh, quickGelu,
 export { upsampleNearest2x, interpolateBilinear } from './resize.js';
 export { timestepEmbedding, guidanceEmbedding, type TimestepEmbeddingOptions } from './embedding.js';
 export { countNonFinite, assertFinite } from './check-finite.js';
+export { matmul, linear, gemmTiles, describeTiles, ACTIVATIONS, ACTIVATION_WGSL, type Activation, type MatmulOptions, type GemmTiles } from './matmul.js';
+export { conv2d, type Conv2dOptions } from './conv2d.js';
