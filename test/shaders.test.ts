@@ -13,10 +13,9 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { WgslReflect } from 'wgsl_reflect/wgsl_reflect.module.js';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { nodeGPU } from '../src/node/gpu.js';
-import { createRuntime } from '../src/runtime/gpu.js';
 import { reflectShader } from '../src/runtime/params.js';
 import type { Runtime } from '../src/runtime/runtime.js';
+import { testRuntime } from './helpers/device.js';
 
 const SHADERS = fileURLToPath(new URL('../shaders/', import.meta.url));
 
@@ -119,19 +118,10 @@ export async function checkShader(device: GPUDevice, files: ReadonlyMap<string, 
   return problems;
 }
 
-// dawn.node (webgpu 0.6.2) segfaults once the GPU object that made a device is garbage-collected, and
-// createRuntime keeps only the device: this module holds the GPU for as long as the file runs.
-let gpu: GPU | null = null;
-let shared: Promise<Runtime> | null = null;
-function runtime(): Promise<Runtime> {
-  shared ??= nodeGPU().then((g) => createRuntime({ gpu: (gpu = g), log: () => {} }));
-  return shared;
-}
-
 describe('shaders/*.wgsl', () => {
   let rt: Runtime;
   beforeAll(async () => {
-    rt = await runtime();
+    rt = await testRuntime();
   });
 
   // Also keeps this suite non-empty in a checkout that has no kernels yet.
@@ -150,7 +140,7 @@ describe('shaders/*.wgsl', () => {
 describe('shader checker controls', () => {
   let rt: Runtime;
   beforeAll(async () => {
-    rt = await runtime();
+    rt = await testRuntime();
   });
 
   const KERNEL = (body: string, head = '') => `${head}

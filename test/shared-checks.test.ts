@@ -3,23 +3,17 @@
  * the same list in Chromium.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { nodeGPU } from '../src/node/gpu.js';
-import { createRuntime } from '../src/runtime/gpu.js';
 import type { Runtime } from '../src/runtime/runtime.js';
 import { compare, expectClose } from './helpers/close.js';
+import { testRuntime } from './helpers/device.js';
 import { nodeLoader } from './helpers/fixtures.js';
 import { allChecks } from './shared/all-checks.js';
 import { compareResult } from './shared/check-report.js';
 
-// dawn.node (webgpu 0.6.2) segfaults once the GPU object that made a device is garbage-collected, and
-// createRuntime keeps only the device: this module holds the GPU for as long as the file runs.
-let gpu: GPU | null = null;
-
 describe('shared fixture checks (Node)', () => {
   let rt: Runtime;
   beforeAll(async () => {
-    gpu = await nodeGPU();
-    rt = await createRuntime({ gpu, log: () => {}, memoryBudgetBytes: 8 * 2 ** 30 });
+    rt = await testRuntime();
   });
 
   it('check names are unique', () => {
