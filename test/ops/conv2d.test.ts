@@ -1,12 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nodeGPU } from '../../src/node/gpu.js';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { conv2d, type Conv2dOptions } from '../../src/ops/conv2d.js';
 import type { GemmTiles } from '../../src/ops/matmul.js';
 import { ArgumentError, ShapeError } from '../../src/runtime/errors.js';
 import { f16ToF32, f32ToF16 } from '../../src/runtime/dtype.js';
-import { createRuntime } from '../../src/runtime/gpu.js';
 import type { Runtime } from '../../src/runtime/runtime.js';
 import { expectClose } from '../helpers/close.js';
+import { testRuntime } from '../helpers/device.js';
 import { nodeLoader } from '../helpers/fixtures.js';
 import { randn } from '../helpers/random.js';
 import { conv2dRef } from '../reference/conv2d.js';
@@ -14,8 +13,6 @@ import { gemmChecks } from '../shared/fixtures-gemm.js';
 
 const F32 = { atol: 1e-4, rtol: 1e-4 };
 
-// dawn.node segfaults once the GPU object that made a device is garbage-collected: hold it for the file.
-let gpu: GPU | null = null;
 let rt: Runtime;
 
 /** The geometry options, which the twin shares with the op. */
@@ -25,10 +22,8 @@ type Case = [string, [number, number, number, number], [number, number, number, 
 
 describe('conv2d', () => {
   beforeAll(async () => {
-    gpu = await nodeGPU();
-    rt = await createRuntime({ gpu, log: () => {} });
+    rt = await testRuntime();
   });
-  afterAll(() => rt.destroy());
 
   const cases: Case[] = [
     ['3x3 pad 1, odd sizes, bias + residual', [2, 5, 9, 11], [7, 5, 3, 3], { padding: 1, bias: true, res: true }],

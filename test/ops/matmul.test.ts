@@ -1,11 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nodeGPU } from '../../src/node/gpu.js';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { linear, matmul, type Activation, type GemmTiles } from '../../src/ops/matmul.js';
 import { ArgumentError, ShapeError } from '../../src/runtime/errors.js';
 import { f16ToF32, f32ToF16 } from '../../src/runtime/dtype.js';
-import { createRuntime } from '../../src/runtime/gpu.js';
 import type { Runtime } from '../../src/runtime/runtime.js';
 import { expectClose } from '../helpers/close.js';
+import { testRuntime } from '../helpers/device.js';
 import { nodeLoader } from '../helpers/fixtures.js';
 import { randn } from '../helpers/random.js';
 import { activationRef, erfRef, matmulRef } from '../reference/matmul.js';
@@ -13,8 +12,6 @@ import { gemmChecks } from '../shared/fixtures-gemm.js';
 
 const F32 = { atol: 1e-4, rtol: 1e-4 };
 
-// dawn.node segfaults once the GPU object that made a device is garbage-collected: hold it for the file.
-let gpu: GPU | null = null;
 let rt: Runtime;
 
 /** Values rounded through f16, as the GPU sees f16-stored weights. */
@@ -24,10 +21,8 @@ function roundF16(v: Float32Array): Float32Array {
 
 describe('matmul', () => {
   beforeAll(async () => {
-    gpu = await nodeGPU();
-    rt = await createRuntime({ gpu, log: () => {} });
+    rt = await testRuntime();
   });
-  afterAll(() => rt.destroy());
 
   const shapes: [string, number, number, number, number, boolean, boolean][] = [
     // name, Z, M, K, N, transB, batched b
