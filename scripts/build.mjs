@@ -30,6 +30,21 @@ if (Object.keys(nodeEntries).length) {
     }),
   );
 }
+// Demos: examples/<name>/main.ts → dist/examples/<name>/main.js. They import the library from its source for
+// types, and the bundle imports the built library (/dist/index.js) instead, as a web project would.
+const publicApi = {
+  name: 'fmboost-public-api',
+  setup(b) {
+    b.onResolve({ filter: /(^|\/)src\/index(\.js|\.ts)?$/ }, () => ({ path: '/dist/index.js', external: true }));
+  },
+};
+if (existsSync('examples')) {
+  for (const d of readdirSync('examples')) {
+    const entry = `examples/${d}/main.ts`;
+    if (!existsSync(entry)) continue;
+    jobs.push(build({ ...common, entryPoints: [entry], outfile: `dist/examples/${d}/main.js`, platform: 'browser', plugins: [publicApi] }));
+  }
+}
 // Test bundle for the browser suite: the op/model checks that run inside the page.
 if (existsSync('test/browser/page.ts')) {
   jobs.push(build({ ...common, entryPoints: ['test/browser/page.ts'], outfile: 'dist/test/page.js', platform: 'browser' }));

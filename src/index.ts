@@ -38,6 +38,6 @@ export {
   loadModelSet, loadCfmStage, urlModelFiles, fileListModelFiles, bytesModelFiles, cachedUrlSource, clearModelCache, MODEL_CACHE_NAME,
   bundledTinyModelUrl, bundledTokenizerUrl,
   type ModelFiles, type ModelInput, type ModelSet, type CfmStageInput, type LoadedCfmStage, type LoadModelSetOptions, type LoadProgress,
-  type UrlModelFilesOptions,
+  type UrlModelFilesOptions, type PathedFile,
 } from './pipelines/model-source.js';
 export { matmul, linear, conv2d, type Activation, type MatmulOptions, type Conv2dOptions } from './ops/index.js';

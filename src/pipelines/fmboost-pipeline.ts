@@ -123,13 +123,14 @@ export class FMBoostPipeline {
     return new FMBoostPipeline(rt, models);
   }
 
-  get tokenizer(): CLIPTokenizer {
+  /** Undefined when loaded with components 'upscale'. */
+  get tokenizer(): CLIPTokenizer | undefined {
     return this.models.tokenizer;
   }
 
   /** True when the UNet is LCM-distilled (guidance embedding, no CFG batch). */
   get isLcm(): boolean {
-    return this.models.unet.config.timeCondProjDim !== null;
+    return (this.models.unet?.config.timeCondProjDim ?? null) !== null;
   }
 
   /** Output sizes this pipeline can make with its CFM stages (512 always; hiresFix reaches every size). */
@@ -142,7 +143,7 @@ export class FMBoostPipeline {
     const plan = this.checkGenerate(o);
     return this.exclusive(async () => {
       const { rt } = this;
-      const m = this.models;
+      const m = this.models as Required<ModelSet>;
       const timings: GenerateResult['timings'] = {};
       let t0 = now();
       const mark = (stage: GenerateStage): void => {
@@ -305,6 +306,7 @@ export class FMBoostPipeline {
     const where = 'FMBoostPipeline.generate';
     this.assertUsable(where);
     if (typeof o !== 'object' || o === null) throw new ArgumentError(where, 'options { prompt, … } are required');
+    if (!this.models.unet || !this.models.textEncoder || !this.models.tokenizer) throw new ArgumentError(where, "this pipeline was loaded with components 'upscale' (no text encoder or UNet)");
     if (typeof o.prompt !== 'string') throw new ArgumentError(where, `prompt must be a string, got ${typeof o.prompt}`);
     if (o.negativePrompt !== undefined && typeof o.negativePrompt !== 'string') throw new ArgumentError(where, 'negativePrompt must be a string');
     const size = o.size ?? (this.stagesFor(2) ? 1024 : 512);
@@ -340,7 +342,7 @@ export class FMBoostPipeline {
   }
 
   private async runHiresFix(lowLatent: Tensor, plan: ReturnType<FMBoostPipeline['checkGenerate']>, o: GenerateOptions, onBoost: (p: BoostProgress) => void): Promise<Tensor> {
-    const m = this.models;
+    const m = this.models as Required<ModelSet>;
     const cfg = plan.guidanceScale > 1 && !this.isLcm;
     const prompt = m.textEncoder.encode(m.tokenizer.encode(o.prompt).ids);
     const negative = cfg ? m.textEncoder.encode(m.tokenizer.encode(o.negativePrompt ?? '').ids) : undefined;

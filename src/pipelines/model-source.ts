@@ -48,26 +48,30 @@ export function bytesModelFiles(files: Record<string, Uint8Array>, name = 'memor
   };
 }
 
+/** A File with the path it had in a dropped folder (from `webkitGetAsEntry()`, which File objects do not carry). */
+export interface PathedFile {
+  path: string;
+  file: File;
+}
+
 /**
- * `File`s from an `<input type=file webkitdirectory>` or a drop. A file's path is its `webkitRelativePath`
- * without the top folder (so dropping the model folder itself works), else its name; `open` also accepts a
- * path whose last segments match, so files picked one by one still resolve (`unet/config.json` vs `config.json`
- * is ambiguous then, and the first match wins only if it is unique).
+ * `File`s from an `<input type=file webkitdirectory>` or a drop. A file's path is its given path or
+ * `webkitRelativePath`, without the top folder when every file shares it (so dropping the model folder itself
+ * works), else its name; `open` also accepts a path whose last segments match, so files picked one by one still
+ * resolve when the match is unique.
  */
-export function fileListModelFiles(files: Iterable<File> | ArrayLike<File>, name = 'dropped files'): ModelFiles {
-  const list = Array.from(files as ArrayLike<File>);
-  if (list.length === 0) throw new ArgumentError('fileListModelFiles', 'no files given');
+export function fileListModelFiles(files: Iterable<File | PathedFile> | ArrayLike<File | PathedFile>, name = 'dropped files'): ModelFiles {
+  const items = Array.from(files as ArrayLike<File | PathedFile>).map((f) => {
+    const file = f instanceof Blob ? f : f?.file;
+    if (typeof Blob === 'undefined' || !(file instanceof Blob)) throw new ArgumentError('fileListModelFiles', 'expected File objects (or { path, file })');
+    const rel = f instanceof Blob ? (f as File & { webkitRelativePath?: string }).webkitRelativePath || (f as File).name : f.path;
+    return { file, parts: normalizePath(rel).split('/') };
+  });
+  if (items.length === 0) throw new ArgumentError('fileListModelFiles', 'no files given');
+  const top = items[0]!.parts[0]!;
+  const shared = items.length > 1 && items.every((i) => i.parts.length > 1 && i.parts[0] === top);
   const byPath = new Map<string, File>();
-  for (const f of list) {
-    if (typeof Blob === 'undefined' || !(f instanceof Blob)) throw new ArgumentError('fileListModelFiles', 'expected File objects');
-    const rel = (f as File & { webkitRelativePath?: string }).webkitRelativePath || f.name;
-    const parts = normalizePath(rel).split('/');
-    // "tiny/unet/config.json" from a dropped folder → "unet/config.json"; a lone file keeps its name.
-    const path = parts.length > 1 && list.length > 1 && list.every((g) => ((g as File & { webkitRelativePath?: string }).webkitRelativePath || '').startsWith(parts[0] + '/'))
-      ? parts.slice(1).join('/')
-      : parts.join('/');
-    byPath.set(path, f);
-  }
+  for (const i of items) byPath.set((shared ? i.parts.slice(1) : i.parts).join('/'), i.file as File);
   return {
     name,
     list: () => [...byPath.keys()].sort(),
@@ -251,7 +255,7 @@ function isQuotaError(e: unknown): boolean {
 // ------------------------------------------------------------------------------------------ inputs
 
 /** A model given as files: a ModelFiles folder, a base URL, a single-file checkpoint (URL, Blob/File, ByteSource), or dropped Files. */
-export type ModelInput = ModelFiles | string | URL | ByteSource | Blob | File[] | FileList;
+export type ModelInput = ModelFiles | string | URL | ByteSource | Blob | (File | PathedFile)[] | FileList;
 
 /** One CFM stage: weights (safetensors, or a training .ckpt) and its EfficientUNet config. */
 export interface CfmStageInput {
@@ -285,6 +289,11 @@ export interface LoadModelSetOptions {
   cfm?: CfmStageInput | CfmStageInput[] | false;
   /** The VAE encoder is needed only for PSU and upscaling (default true). */
   vaeEncoder?: boolean;
+  /**
+   * 'all' (default), or 'upscale': only the VAE and the CFM stages (for upscaling pictures; the text encoder,
+   * UNet and tokenizer files are not read at all, and a folder needs only vae/ and cfm/).
+   */
+  components?: 'all' | 'upscale';
   /** Browser: cache downloaded ranges (default true). */
   cache?: boolean;
   fetch?: typeof fetch;
@@ -302,9 +311,10 @@ export interface LoadedCfmStage {
 
 /** Everything FMBoostPipeline runs on. `dispose()` frees the GPU weights. */
 export interface ModelSet {
-  tokenizer: CLIPTokenizer;
-  textEncoder: CLIPTextModel;
-  unet: UNet2DConditionModel;
+  /** Absent when loaded with components 'upscale'. */
+  tokenizer?: CLIPTokenizer;
+  textEncoder?: CLIPTextModel;
+  unet?: UNet2DConditionModel;
   vae: AutoencoderKL;
   cfmStages: LoadedCfmStage[];
   schedulerConfig: SchedulerConfig;
@@ -341,17 +351,19 @@ export async function loadModelSet(rt: Runtime, input: ModelInput, o: LoadModelS
   const stageInputs = o.cfm === false ? [] : o.cfm === undefined ? (plan.folderCfm ? [plan.folderCfm] : []) : Array.isArray(o.cfm) ? o.cfm : [o.cfm];
   const stages = [];
   for (const s of stageInputs) stages.push(await prepareCfmStage(s, net, progress));
-  const tokenizer = plan.tokenizer ?? (await loadTokenizer(o.tokenizer, net));
+  const textToImage = o.components !== 'upscale';
+  const tokenizer = textToImage ? plan.tokenizer ?? (await loadTokenizer(o.tokenizer, net)) : undefined;
 
   const owned: { dispose(): void }[] = [];
   try {
     const common = { dtype: o.dtype, signal: o.signal };
     // Independent loads: over HTTP their range requests overlap.
-    const [textEncoder, unet, vae] = await settleAll(owned, [
-      CLIPTextModel.load(rt, plan.textEncoder, { config: plan.clipConfig, ...common }),
-      UNet2DConditionModel.load(rt, plan.unet, plan.unetConfig, common),
+    const [vae, textEncoder, unet] = await settleAll(owned, [
       AutoencoderKL.load(rt, { config: plan.vaeConfig, weights: plan.vae, parts: o.vaeEncoder === false ? 'decoder' : 'all', ...common }),
-    ] as const);
+      ...(textToImage
+        ? [CLIPTextModel.load(rt, plan.textEncoder!, { config: plan.clipConfig, ...common }), UNet2DConditionModel.load(rt, plan.unet!, plan.unetConfig!, common)]
+        : []),
+    ] as const) as [AutoencoderKL, CLIPTextModel | undefined, UNet2DConditionModel | undefined];
     const cfmStages: LoadedCfmStage[] = [];
     for (const s of stages) {
       const cfm = await CfmUNet.load(rt, { config: s.config, weights: s.tensors, ema: s.ema, ...common });
@@ -397,9 +409,11 @@ async function resolveInput(input: ModelInput, net: Net): Promise<Resolved> {
     return { kind: 'folder', files: await urlModelFiles(url, net) };
   }
   if (typeof Blob !== 'undefined' && input instanceof Blob) return { kind: 'single', source: blobSource(input) };
-  if (input && typeof (input as ArrayLike<File>).length === 'number') {
-    const files = Array.from(input as ArrayLike<File>);
-    if (files.length === 1 && CHECKPOINT_EXT.test(files[0]!.name)) return { kind: 'single', source: blobSource(files[0]!) };
+  if (input && typeof (input as ArrayLike<unknown>).length === 'number') {
+    const files = Array.from(input as ArrayLike<File | PathedFile>);
+    const only = files.length === 1 ? files[0]! : undefined;
+    const file = only instanceof Blob ? (only as File) : only?.file;
+    if (file && CHECKPOINT_EXT.test(file.name)) return { kind: 'single', source: blobSource(file) };
     return { kind: 'folder', files: fileListModelFiles(files) };
   }
   throw new ArgumentError('loadModelSet', 'model must be a ModelFiles folder, a URL, a checkpoint (ByteSource, Blob/File), or a list of Files');
@@ -457,11 +471,11 @@ async function openTensors(src: ByteSource, signal?: AbortSignal): Promise<Tenso
 
 /** What a model folder or file holds, opened but not loaded. */
 interface Plan {
-  textEncoder: TensorSource;
-  unet: TensorSource;
+  textEncoder?: TensorSource;
+  unet?: TensorSource;
   vae: TensorSource;
-  clipConfig: CLIPTextConfig;
-  unetConfig: UNet2DConditionConfig;
+  clipConfig?: CLIPTextConfig;
+  unetConfig?: UNet2DConditionConfig;
   vaeConfig: unknown;
   schedulerConfig: SchedulerConfig;
   tokenizer?: CLIPTokenizer;
@@ -503,27 +517,28 @@ async function planHubFolder(files: ModelFiles, o: LoadModelSetOptions, progress
     if (!hit) throw new ConfigError(`${files.name} ${dir}/`, `no ${stem}.safetensors (only safetensors weights are read from folders; convert .bin files first)`);
     return hit;
   };
-  const index = await json(need('model_index.json'));
-  if (typeof index !== 'object' || index === null || Array.isArray(index)) throw new ConfigError(`${files.name} model_index.json`, 'expected a JSON object');
-
-  const clipConfig = CLIPTextConfig.fromTransformers(await json(need('text_encoder/config.json')), 'text_encoder/config.json');
-  const unetConfig = UNet2DConditionConfig.fromDiffusers(await json(need('unet/config.json')), 'unet/config.json');
+  const textToImage = o.components !== 'upscale';
+  if (textToImage) {
+    const index = await json(need('model_index.json'));
+    if (typeof index !== 'object' || index === null || Array.isArray(index)) throw new ConfigError(`${files.name} model_index.json`, 'expected a JSON object');
+  }
+  const clipConfig = textToImage ? CLIPTextConfig.fromTransformers(await json(need('text_encoder/config.json')), 'text_encoder/config.json') : undefined;
+  const unetConfig = textToImage ? UNet2DConditionConfig.fromDiffusers(await json(need('unet/config.json')), 'unet/config.json') : undefined;
   const vaeConfig = await json(need('vae/config.json'));
   const schedulerConfig = all.has('scheduler/scheduler_config.json')
     ? schedulerConfigFromDiffusers((await json('scheduler/scheduler_config.json')) as Record<string, unknown>, 'scheduler/scheduler_config.json')
     : SD15_SCHEDULER_CONFIG;
   let tokenizer: CLIPTokenizer | undefined;
-  if (all.has('tokenizer/vocab.json') && all.has('tokenizer/merges.txt')) {
+  if (!textToImage) {
+    // the upscaler needs no tokenizer
+  } else if (all.has('tokenizer/vocab.json') && all.has('tokenizer/merges.txt')) {
     const text = async (p: string) => new TextDecoder().decode(await readAll(await files.open(p, o.signal), o.signal));
     tokenizer = CLIPTokenizer.fromVocabMerges(await text('tokenizer/vocab.json'), await text('tokenizer/merges.txt'));
   } else if (all.has('tokenizer/bpe_simple_vocab_16e6.txt.gz')) {
     tokenizer = await CLIPTokenizer.fromBpeGz(await readAll(await files.open('tokenizer/bpe_simple_vocab_16e6.txt.gz', o.signal), o.signal));
   }
-  const opened = await Promise.all(
-    [weightsOf('text_encoder', 'model'), weightsOf('unet', 'diffusion_pytorch_model'), weightsOf('vae', 'diffusion_pytorch_model')].map(async (p) =>
-      SafetensorsFile.open(progress.track(await files.open(p, o.signal)), o.signal),
-    ),
-  );
+  const paths = [weightsOf('vae', 'diffusion_pytorch_model'), ...(textToImage ? [weightsOf('text_encoder', 'model'), weightsOf('unet', 'diffusion_pytorch_model')] : [])];
+  const opened = await Promise.all(paths.map(async (p) => SafetensorsFile.open(progress.track(await files.open(p, o.signal)), o.signal)));
   let folderCfm: CfmStageInput | undefined;
   const cfmWeights = [...all].filter((p) => /^cfm\/[^/]+\.(safetensors|ckpt)$/.test(p)).sort();
   if (o.cfm === undefined && cfmWeights.length) {
@@ -532,7 +547,7 @@ async function planHubFolder(files: ModelFiles, o: LoadModelSetOptions, progress
       config: all.has('cfm/config.json') ? await json('cfm/config.json') : undefined,
     };
   }
-  return { textEncoder: opened[0]!, unet: opened[1]!, vae: opened[2]!, clipConfig, unetConfig, vaeConfig, schedulerConfig, tokenizer, folderCfm };
+  return { vae: opened[0]!, textEncoder: opened[1], unet: opened[2], clipConfig, unetConfig, vaeConfig, schedulerConfig, tokenizer, folderCfm };
 }
 
 async function readAll(src: ByteSource, signal?: AbortSignal): Promise<Uint8Array> {
