@@ -48,6 +48,9 @@ function num(name: string, min: number, max: number) {
   };
 }
 
+/** A bad combination of arguments found inside a command (commander's own errors are printed by commander). */
+class UsageError extends Error {}
+
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
 // ------------------------------------------------------------------------------------------ progress
@@ -250,10 +253,10 @@ program
   .option('-o, --output <file>', 'output file (default: <input>.safetensors)')
   .action(async (ckpt: string, o) => {
     const picked = [o.ema, o.online, o.all || o.prefix !== undefined].filter(Boolean).length;
-    if (picked > 1) throw new InvalidArgumentError('choose one of --ema, --online, --all');
+    if (picked > 1) throw new UsageError('choose one of --ema, --online, --all');
     const select = o.ema ? 'ema' : o.online ? 'online' : o.all || o.prefix !== undefined ? 'all' : undefined;
     const out = o.output ?? ckpt.replace(/\.(ckpt|pt|pth)$/i, '') + '.safetensors';
-    if (out === ckpt) throw new InvalidArgumentError('the output would overwrite the input; pass -o');
+    if (out === ckpt) throw new UsageError('the output would overwrite the input; pass -o');
     const bytes = await convertCheckpoint(await fileSource(ckpt), { select, prefix: o.prefix, dtype: o.f16 ? 'f16' : undefined });
     writeFileSync(out, bytes);
     process.stdout.write(`wrote ${out} (${fmtBytes(bytes.byteLength)})\n`);
@@ -314,7 +317,7 @@ async function main(argv: string[]): Promise<number> {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.help' || e.code === 'commander.version') return 0;
       return EXIT_USAGE;
     }
-    if (e instanceof InvalidArgumentError) {
+    if (e instanceof UsageError) {
       process.stderr.write(`fmboost: ${e.message}\n`);
       return EXIT_USAGE;
     }

@@ -8,13 +8,16 @@ import { ArgumentError, ConfigError, ShapeError, AbortError } from '../../src/ru
 import { testRuntime } from '../helpers/device.js';
 import type { Runtime } from '../../src/runtime/runtime.js';
 
+/** SwiftShader compiles every kernel on first use; a loaded machine needs minutes. */
+const SLOW = 900_000;
+
 let rt: Runtime;
 let pipe: FMBoostPipeline;
 
 beforeAll(async () => {
   rt = await testRuntime();
   pipe = FMBoostPipeline.fromModels(rt, await loadModelFromPath(rt, undefined));
-});
+}, SLOW);
 afterAll(() => pipe?.dispose());
 
 describe('FMBoostPipeline on the bundled tiny model', () => {
@@ -26,7 +29,7 @@ describe('FMBoostPipeline on the bundled tiny model', () => {
     expect(pipe.tokenizer.encode('a photo of a cat').ids[1]).toBe(320); // 'a</w>' in CLIP's vocabulary
   });
 
-  it('generates 512² and a CFM-boosted 1024², deterministically per seed', async () => {
+  it('generates 512² and a CFM-boosted 1024², deterministically per seed', { timeout: SLOW }, async () => {
     const stages: string[] = [];
     const a = await pipe.generate({ prompt: 'a photo of a cat', size: 1024, steps: 2, seed: 7, cfm: { steps: 3 }, onProgress: (s) => stages.push(s) });
     expect([a.image.width, a.image.height, a.image.data.length]).toEqual([1024, 1024, 1024 * 1024 * 4]);
@@ -54,7 +57,7 @@ describe('FMBoostPipeline on the bundled tiny model', () => {
     await expect(pipe.upscale({ width: 16, height: 16, data: new Uint8ClampedArray(16 * 16 * 4) }, { factor: 3 as 2 })).rejects.toThrow(/factor/);
   });
 
-  it('stops a run when its signal aborts', async () => {
+  it('stops a run when its signal aborts', { timeout: SLOW }, async () => {
     const ac = new AbortController();
     const run = pipe.generate({ prompt: 'x', size: 1024, steps: 3, seed: 1, signal: ac.signal, onProgress: (s, i) => s === 'denoise' && i === 1 && ac.abort() });
     await expect(run).rejects.toThrow(AbortError);
@@ -63,7 +66,7 @@ describe('FMBoostPipeline on the bundled tiny model', () => {
     expect(r.image.width).toBe(512);
   });
 
-  it('upscales a picture ×2', async () => {
+  it('upscales a picture ×2', { timeout: SLOW }, async () => {
     const W = 64;
     const H = 48;
     const data = new Uint8ClampedArray(W * H * 4).map((_, i) => (i * 37) & 255);
@@ -71,7 +74,7 @@ describe('FMBoostPipeline on the bundled tiny model', () => {
     expect([r.image.width, r.image.height]).toEqual([128, 96]);
   });
 
-  it('runs the hires-fix baseline instead of the CFM stage', async () => {
+  it('runs the hires-fix baseline instead of the CFM stage', { timeout: SLOW }, async () => {
     const r = await pipe.generate({ prompt: 'x', size: 1024, steps: 2, seed: 5, hiresFix: { strength: 0.5 } });
     expect(r.image.width).toBe(1024);
   });
