@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { bytesSource } from '../../src/io/byte-source.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { AutoencoderKL, type TilingOptions } from '../../src/models/vae/model.js';
-import { copyRect, splitLength } from '../../src/models/vae/tiled.js';
+import { copyRect, splitLength, type CopyRect } from '../../src/models/vae/tiled.js';
 import { AbortError } from '../../src/runtime/errors.js';
 import type { Runtime } from '../../src/runtime/runtime.js';
 import { compare, expectClose } from '../helpers/close.js';
@@ -26,13 +26,13 @@ describe('vae-tile-copy kernel', () => {
     rt = await testRuntime();
   });
 
-  it.each([
+  it.each<[string, CopyRect]>([
     ['rectangle', { rows: 3, cols: 5, sy: 1, sx: 2, dy: 2, dx: 0 }],
     ['nearest ×2 source', { rows: 7, cols: 6, sy: 3, sx: 1, dy: 0, dx: 1, F: 2 }],
-    ['channel slice with clamp', { rows: 4, cols: 4, sy: 0, sx: 0, dy: 1, dx: 1, channels: 2, srcC0: 3, dstC0: 1, clamp: [-0.5, 0.25] as [number, number] }],
+    ['channel slice with clamp', { rows: 4, cols: 4, sy: 0, sx: 0, dy: 1, dx: 1, channels: 2, srcC0: 3, dstC0: 1, clamp: [-0.5, 0.25] }],
   ])('%s', async (_, o) => {
     const [N, C, H, W] = [2, 5, 6, 7];
-    const [Cd, Hd, Wd] = [4, 9, 8];
+    const [Cd, Hd, Wd] = [6, 9, 8];
     const src = randn(N * C * H * W, 11);
     const init = randn(N * Cd * Hd * Wd, 12);
     const want = Float32Array.from(init);
@@ -88,7 +88,7 @@ describe('tiled AutoencoderKL (fixture VAE)', () => {
     }
   });
 
-  it.each([1, 2, 3, 4, 7])('decode with tile %i (batch 2, 12×20) equals untiled', async (tileSize) => {
+  it.each([2, 3, 7])('decode with tile %i (batch 2, 12×20) equals untiled', async (tileSize) => {
     await rt.scopeAsync(async () => {
       const z = rt.upload(latent(), [2, 4, 12, 20]);
       const ref = await rt.read(await vae.decode(z, { tiling: 'off' }));
@@ -118,10 +118,10 @@ describe('tiled AutoencoderKL (fixture VAE)', () => {
     await rt.scopeAsync(async () => {
       const z = rt.upload(latent(), [2, 4, 12, 20]);
       const ref = await rt.read(await vae.decode(z, { tiling: 'off' }));
-      const tiling: TilingOptions = { mode: 'streaming', statistics: 'exact', tileSize: 3 };
+      const tiling: TilingOptions = { mode: 'streaming', statistics: 'exact', tileSize: 3, streamTileSize: 5 };
       const { image, report } = await vae.decodeWithReport(z, { tiling });
       expect(report).toMatchObject({ mode: 'streaming', exact: true, halo: 7 });
-      expect(report.streamTiles).toBeGreaterThanOrEqual(2);
+      expect(report.streamTiles).toBe(3 * 4);
       const rep = expectClose(await rt.read(image), ref, SEAM, 'streaming, exact statistics');
       console.info(`streaming (exact stats): ${report.streamTiles} output tiles of ${JSON.stringify(report)}, max abs diff ${rep.maxAbs.toExponential(2)}`);
     });
@@ -132,26 +132,35 @@ describe('tiled AutoencoderKL (fixture VAE)', () => {
     await rt.scopeAsync(async () => {
       const N = 1;
       const [h, w] = [48, 40];
-      const zData = randn(N * 4 * h * w, 5, 0.8);
+      // A smooth latent, as real latents are: the proxy's downsampling keeps its statistics (white noise would not).
+      const zData = new Float32Array(N * 4 * h * w);
+      for (let c = 0; c < 4; c++)
+        for (let y = 0; y < h; y++)
+          for (let x = 0; x < w; x++) zData[(c * h + y) * w + x] = Math.sin(0.3 * y + c) + 0.8 * Math.cos(0.25 * x - 0.5 * c) + 0.3 * Math.sin(0.2 * (x + y));
       const z = rt.upload(zData, [N, 4, h, w]);
       const ref = await rt.read(await vae.decode(z, { tiling: 'off' }));
+      const cap = 256 * 1024; // ≥ the attention's K and V (32 channels × 1920 tokens), which are single buffers
       rt.allocator.trim();
       rt.allocator.resetPeak();
       const live = rt.memory().liveBytes;
-      // Exact needs ≈ 2 × 16·96·80·4 B ≈ 1 MiB of activations; give it less than that.
-      rt.allocator.budgetBytes = live + 700 * 1024;
-      const cap = 64 * 1024;
+      const exact = vae.planTiling(rt, 'decode', N, h, w, { mode: 'exact', maxBufferBytes: cap });
+      const stream = vae.planTiling(rt, 'decode', N, h, w, { mode: 'streaming', streamTileSize: 8, maxBufferBytes: cap });
+      expect(stream.estimatedBytes).toBeLessThan(exact.estimatedBytes);
+      // Room for streaming, not for exact tiling.
+      rt.allocator.budgetBytes = live + Math.floor((stream.estimatedBytes + exact.estimatedBytes) / 2);
       try {
-        const { image, report } = await vae.decodeWithReport(z, { tiling: { maxBufferBytes: cap } });
+        const { image, report } = await vae.decodeWithReport(z, { tiling: { maxBufferBytes: cap, streamTileSize: 8 } });
         expect(report.mode).toBe('streaming');
         expect(report.exact).toBe(false);
         expect(report.maxTileBytes).toBeLessThanOrEqual(cap);
         const got = await rt.read(image);
-        expect(rt.memory().peakBytes).toBeLessThanOrEqual(rt.allocator.budgetBytes);
+        expect(rt.memory().peakLiveBytes).toBeLessThanOrEqual(rt.allocator.budgetBytes);
+        expect(rt.memory().peakLiveBytes - live).toBeLessThanOrEqual(report.estimatedBytes);
         const r = compare(got, ref, { atol: 0, rtol: 0 });
+        console.info(`streaming (estimated stats): nmse vs exact ${r.nmse.toExponential(2)}`);
         // Estimated statistics: close to, but not equal to, the exact image.
         expect(r.nmse).toBeLessThan(0.05);
-        console.info(`streaming (estimated stats): ${JSON.stringify(report)}; peak ${rt.memory().peakBytes - live} B over weights; nmse vs exact ${r.nmse.toExponential(2)}, max abs ${r.maxAbs.toExponential(2)}`);
+        console.info(`streaming (estimated stats): ${JSON.stringify(report)}; peak live ${rt.memory().peakLiveBytes - live} B over the baseline (budget ${rt.allocator.budgetBytes - live} B); nmse vs exact ${r.nmse.toExponential(2)}, max abs ${r.maxAbs.toExponential(2)}`);
       } finally {
         rt.allocator.budgetBytes = budget;
       }

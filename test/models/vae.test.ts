@@ -194,7 +194,7 @@ describe('AutoencoderKL.load', () => {
     await expect(AutoencoderKL.load(rt, { config: TINY_VAE_CONFIG, weights: await open(extra) })).rejects.toThrow(/decoder\.extra\.weight/);
     const missing = base().filter((t) => t.name !== 'decoder.conv_in.bias');
     await expect(AutoencoderKL.load(rt, { config: TINY_VAE_CONFIG, weights: await open(missing) })).rejects.toThrow(WeightError);
-    const bad = base().map((t) => (t.name === 'encoder.conv_in.weight' ? { ...t, tensor: { ...t.tensor, shape: [16, 3, 1, 9] } } : t));
+    const bad = base().map((t) => (t.name === 'encoder.conv_in.weight' ? { ...t, tensor: { ...t.tensor, shape: [16, 3, 3, 2], data: (t.tensor.data as Float32Array).slice(0, 288) } } : t));
     await expect(AutoencoderKL.load(rt, { config: TINY_VAE_CONFIG, weights: await open(bad) })).rejects.toThrow(WeightError);
     const nan = base().map((t) => (t.name === 'quant_conv.bias' ? { ...t, tensor: { ...t.tensor, data: Float32Array.from([0, NaN, 0, 0, 0, 0, 0, 0]) } } : t));
     await expect(AutoencoderKL.load(rt, { config: TINY_VAE_CONFIG, weights: await open(nan) })).rejects.toThrow(/quant_conv\.bias/);

@@ -39,6 +39,8 @@ export interface TilingOptions {
    * verifying the streaming halo).
    */
   statistics?: 'approximate' | 'exact';
+  /** Streaming only: output tile edge in latent pixels. Default: the largest whose working set fits the budget. */
+  streamTileSize?: number;
   /** Cap on any one tile buffer (default min(device binding limit, 128 MiB)). */
   maxBufferBytes?: number;
 }
@@ -170,7 +172,7 @@ export class AutoencoderKL {
     if (N < 1 || h < 1 || w < 1) throw new ShapeError(op, `z [${z.shape}] is empty`);
     if (z.dtype !== 'f32') throw new ShapeError(op, `z must be f32, got ${z.dtype}`);
     const rt = z.rt;
-    const plan = this.plan(rt, 'decode', N, h, w, o.tiling);
+    const plan = this.planTiling(rt, 'decode', N, h, w, o.tiling);
     throwIfAborted(o.signal, op);
     return rt.scopeAsync(async () => {
       const ex = new TileExec(rt, {}, o.signal);
@@ -201,7 +203,7 @@ export class AutoencoderKL {
     ex: TileExec,
     dec: Decoder,
     mid: TiledAct,
-    plan: Plan,
+    plan: TilingPlan,
     tiling: VaeRunOptions['tiling'],
   ): Promise<{ y: TiledAct; report: Partial<TilingReport> }> {
     const rt = ex.rt;
@@ -300,7 +302,7 @@ export class AutoencoderKL {
     const rt = image.rt;
     const h = H / f;
     const w = W / f;
-    const plan = this.plan(rt, 'encode', N, h, w, o.tiling);
+    const plan = this.planTiling(rt, 'encode', N, h, w, o.tiling);
     throwIfAborted(o.signal, op);
     return rt.scopeAsync(async () => {
       const ex = new TileExec(rt, {}, o.signal);
@@ -369,7 +371,11 @@ export class AutoencoderKL {
     return { tile, peak: Math.max(2 * full, 4 * mid) + 4 * tile };
   }
 
-  private plan(rt: Runtime, which: 'decode' | 'encode', N: number, h: number, w: number, tiling: VaeRunOptions['tiling'] = 'auto'): Plan {
+  /**
+   * How decode/encode would tile an input of N × h × w latent pixels under the runtime's current budget and
+   * limits, and the activation bytes it expects to need; throws the errors the call would throw.
+   */
+  planTiling(rt: Runtime, which: 'decode' | 'encode', N: number, h: number, w: number, tiling: VaeRunOptions['tiling'] = 'auto'): TilingPlan {
     const where = `AutoencoderKL.${which}`;
     if (tiling !== 'auto' && tiling !== 'off' && (typeof tiling !== 'object' || tiling === null)) {
       throw new ArgumentError(where, `tiling must be 'auto', 'off' or an options object, got ${JSON.stringify(tiling)}`);
@@ -385,6 +391,9 @@ export class AutoencoderKL {
     }
     if (o.tileSize !== undefined && !(Number.isInteger(o.tileSize) && o.tileSize >= 1)) {
       throw new ArgumentError(where, `tiling.tileSize must be a positive integer (latent pixels), got ${o.tileSize}`);
+    }
+    if (o.streamTileSize !== undefined && !(Number.isInteger(o.streamTileSize) && o.streamTileSize >= 1)) {
+      throw new ArgumentError(where, `tiling.streamTileSize must be a positive integer (latent pixels), got ${o.streamTileSize}`);
     }
     if (o.maxBufferBytes !== undefined && !(o.maxBufferBytes > 0)) throw new ArgumentError(where, `tiling.maxBufferBytes must be > 0, got ${o.maxBufferBytes}`);
     if (mode === 'streaming' && which === 'encode') throw new ArgumentError(where, `tiling.mode 'streaming' is implemented for decode only`);
@@ -423,7 +432,7 @@ export class AutoencoderKL {
       return { t, peak: t === 0 ? Infinity : this.footprint(which, N, sh, sw, t).peak };
     };
     let streamT = 0;
-    for (let S = Math.max(h, w); S >= 1; S = S > 8 ? S - Math.max(1, Math.floor(S / 8)) : S - 1) {
+    for (let S = o.streamTileSize ?? Math.max(h, w); S >= 1; S = S > 8 ? S - Math.max(1, Math.floor(S / 8)) : S - 1) {
       if (resident + subPlan(Math.min(h, S + 2 * halo), Math.min(w, S + 2 * halo)).peak <= available) {
         streamT = S;
         break;
@@ -479,7 +488,8 @@ export class AutoencoderKL {
   }
 }
 
-interface Plan {
+/** A tiling decision (see `AutoencoderKL.planTiling`). */
+export interface TilingPlan {
   mode: 'untiled' | 'exact' | 'streaming';
   /** Tile edge (latent px) of the layer-synchronous schedule (of each sub-image when streaming). */
   T: number;
