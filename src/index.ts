@@ -41,3 +41,6 @@ export {
   type UrlModelFilesOptions, type PathedFile,
 } from './pipelines/model-source.js';
 export { matmul, linear, conv2d, type Activation, type MatmulOptions, type Conv2dOptions } from './ops/index.js';
+export { AutoencoderKL, DEFAULT_MAX_TILE_BYTES, type AutoencoderKLLoadOptions, type TilingOptions, type TilingPlan, type TilingReport, type VaeRunOptions } from './models/vae/model.js';
+export { AutoencoderKLConfig, parseAutoencoderKLConfig } from './models/vae/config.js';
+export { vaeKeyRenamer, detectVaeDialect, type VaeKeyDialect } from './models/keys.js';
