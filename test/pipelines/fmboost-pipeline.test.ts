@@ -23,10 +23,10 @@ afterAll(() => pipe?.dispose());
 describe('FMBoostPipeline on the bundled tiny model', () => {
   it('loads the hub layout: configs, tokenizer fallback, CFM stage from cfm/', () => {
     expect(pipe.models.cfmStages.map((s) => s.factor)).toEqual([2]);
-    expect(pipe.models.unet.config.blockOutChannels).toEqual([32, 64]);
+    expect(pipe.models.unet!.config.blockOutChannels).toEqual([32, 64]);
     expect(pipe.models.vae.downsampleFactor).toBe(8);
     expect(pipe.sizes).toEqual([512, 1024, 2048]);
-    expect(pipe.tokenizer.encode('a photo of a cat').ids[1]).toBe(320); // 'a</w>' in CLIP's vocabulary
+    expect(pipe.tokenizer!.encode('a photo of a cat').ids[1]).toBe(320); // 'a</w>' in CLIP's vocabulary
   });
 
   it('generates 512² and a CFM-boosted 1024², deterministically per seed', { timeout: SLOW }, async () => {
