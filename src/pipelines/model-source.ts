@@ -463,9 +463,16 @@ class ProgressMeter {
 }
 
 /** A checkpoint's tensors: safetensors, or a torch.save zip (sniffed by its 'PK' signature). */
-async function openTensors(src: ByteSource, signal?: AbortSignal): Promise<TensorSource> {
-  const head = src.size >= 4 ? await src.read(0, 4, signal) : new Uint8Array(0);
+async function openTensors(raw: ByteSource, signal?: AbortSignal): Promise<TensorSource> {
+  const n = Math.min(8, raw.size);
+  const head = new Uint8Array(await raw.read(0, n, signal));
   const isZip = head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04;
+  // The safetensors reader starts with the same 8 bytes: serve them from memory, so no byte is downloaded twice.
+  const src: ByteSource = {
+    name: raw.name,
+    size: raw.size,
+    read: (offset, length, sig) => (offset + length <= n ? Promise.resolve(head.slice(offset, offset + length)) : raw.read(offset, length, sig)),
+  };
   return isZip ? openCheckpoint(src, { signal }) : SafetensorsFile.open(src, signal);
 }
 
