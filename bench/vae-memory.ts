@@ -4,10 +4,12 @@
  * TensorSource that generates them on read, so no file is needed.
  *
  *   node scripts/build.mjs && node dist/bench/vae-memory.js [--sizes 512,1024] [--big] [--budget-mib 1536]
- *     [--dtype f32|f16] [--no-encode] [--tile N]
+ *     [--dtype f32|f16] [--no-encode] [--tile N] [--plan-only]
  *
  * Prints per run: mode (untiled/exact/streaming), exact statistics or not, tile counts, the largest single
  * buffer, rt.memory() peak (allocated incl. pool) and peak live bytes, over the weights, and wall time.
+ * --plan-only prints the tiling decision and estimate for every size without running (SwiftShader needs
+ * hours for a 2048² decode).
  */
 import { createNodeRuntime } from '../src/node/gpu.js';
 import type { HostTensor, TensorSource } from '../src/io/safetensors.js';
@@ -137,6 +139,20 @@ async function main(): Promise<void> {
         `estimate ${fmtBytes(r.estimatedBytes)}; ${s.toFixed(1)} s`,
     );
   };
+  if (process.argv.includes('--plan-only')) {
+    for (const px of sizes) {
+      for (const what of ['decode', 'encode'] as const) {
+        try {
+          const p = vae.planTiling(rt, what, 1, px / 8, px / 8, tiling);
+          console.log(`${what} ${px}² plan: ${JSON.stringify(p)} (estimate ${fmtBytes(p.estimatedBytes)} + weights ${fmtBytes(vae.weightBytes)})`);
+        } catch (e) {
+          console.log(`${what} ${px}² plan: ${(e as Error).name}: ${(e as Error).message}`);
+        }
+      }
+    }
+    vae.dispose();
+    return;
+  }
   for (const px of sizes) {
     const h = px / 8;
     for (const what of process.argv.includes('--no-encode') ? ['decode'] : ['decode', 'encode']) {
