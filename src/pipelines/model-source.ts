@@ -403,6 +403,9 @@ async function resolveInput(input: ModelInput, net: Net): Promise<Resolved> {
   if (isByteSource(input)) return { kind: 'single', source: input };
   if (typeof input === 'string' || input instanceof URL) {
     const url = String(input);
+    if (/^file:/i.test(url)) {
+      throw new ArgumentError('loadModelSet', `${url} is a local path: in Node pass folderModelFiles(dir) or use loadModelFromPath (fmboost-webgpu/node)`);
+    }
     if (CHECKPOINT_EXT.test(new URL(url, typeof location !== 'undefined' ? location.href : 'http://x/').pathname)) {
       return { kind: 'single', source: await cachedUrlSource(absoluteUrl(url), net) };
     }
