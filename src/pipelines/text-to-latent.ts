@@ -84,10 +84,25 @@ export interface TextToLatentOptions {
 
 const OP = 'textToLatent';
 const KINDS: readonly string[] = ['ddim', 'euler', 'lcm'];
+/** More sampler steps than this is a mistake (SD trains on 1000 timesteps). */
+const MAX_STEPS = 1000;
 
-/** Runs the SD sampler and resolves to the final scaled latent [B, 4, height/8, width/8] (still being computed on the GPU). */
+/**
+ * Runs the SD sampler and resolves to the final scaled latent [B, 4, height/8, width/8] (still being computed on the GPU).
+ * Validates before any GPU work, then runs as one job of the runtime's queue (`rt.exclusive`).
+ */
 export async function textToLatent(models: TextToLatentModels, o: TextToLatentOptions): Promise<Tensor> {
   const plan = preparePlan(models, o);
+  return models.textEncoder.rt.exclusive(OP, () => runTextToLatent(models, o, plan), o.signal);
+}
+
+/** @internal textToLatent for callers already running inside `rt.exclusive` (the queue is not re-entrant). */
+export async function textToLatentUnqueued(models: TextToLatentModels, o: TextToLatentOptions): Promise<Tensor> {
+  return runTextToLatent(models, o, preparePlan(models, o));
+}
+
+async function runTextToLatent(models: TextToLatentModels, o: TextToLatentOptions, plan: Plan): Promise<Tensor> {
+  throwIfAborted(o.signal, OP);
   const { textEncoder, unet } = models;
   const rt = textEncoder.rt;
   const { B, shape, n, cfg, g, schedule } = plan;
@@ -173,8 +188,9 @@ function preparePlan(models: TextToLatentModels, o: TextToLatentOptions): Plan {
   if (o === null || typeof o !== 'object') throw new ArgumentError(OP, 'options are required');
   throwIfAborted(o.signal, OP);
   const { textEncoder, unet } = models;
+  if (unet.convIn.weight.rt !== textEncoder.rt) throw new ArgumentError(OP, 'the text encoder and the UNet were loaded on different runtimes (devices)');
   if (!KINDS.includes(o.scheduler as string)) throw new ArgumentError(OP, `unknown scheduler '${String(o.scheduler)}' (ddim, euler, lcm)`);
-  if (!Number.isSafeInteger(o.steps) || o.steps < 1) throw new ArgumentError(OP, `steps must be an integer ≥ 1, got ${String(o.steps)}`);
+  if (!Number.isSafeInteger(o.steps) || o.steps < 1 || o.steps > MAX_STEPS) throw new ArgumentError(OP, `steps must be an integer in [1, ${MAX_STEPS}], got ${String(o.steps)}`);
   const g = o.guidanceScale ?? 7.5;
   if (typeof g !== 'number' || !Number.isFinite(g)) throw new ArgumentError(OP, `guidanceScale must be a finite number, got ${String(g)}`);
   if (o.seed !== undefined && (!Number.isSafeInteger(o.seed) || o.seed < 0)) throw new ArgumentError(OP, `seed must be a non-negative integer, got ${String(o.seed)}`);

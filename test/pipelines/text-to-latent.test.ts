@@ -165,7 +165,7 @@ describe('textToLatent: loop behaviour and validation', () => {
     const live = rt.memory().liveBytes;
     const bad: [Partial<TextToLatentOptions> | Record<string, unknown>, RegExp | (new (...a: never[]) => Error)][] = [
       [{ scheduler: 'pndm' }, /unknown scheduler 'pndm'/],
-      [{ steps: 0 }, /steps must be an integer ≥ 1/],
+      [{ steps: 0 }, /steps must be an integer in \[1, 1000\]/],
       [{ steps: 2.5 }, ArgumentError],
       [{ guidanceScale: NaN }, /guidanceScale must be a finite number/],
       [{ prompt: 42 }, /prompt must be a string/],
