@@ -9,6 +9,7 @@ import type { CfmUNet } from '../models/cfm-unet.js';
 import type { AutoencoderKL, VaeRunOptions } from '../models/vae/model.js';
 import { axpby, scale } from '../ops/elementwise.js';
 import { interpolateBilinear } from '../ops/resize.js';
+import { assertFinite } from '../ops/check-finite.js';
 import { ArgumentError, ShapeError, throwIfAborted } from '../runtime/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { Tensor } from '../runtime/tensor.js';
@@ -95,6 +96,12 @@ export function qSample(rt: Runtime, x: Tensor, noisingStep = DEFAULT_NOISING_ST
  * c = upsample(latent) (PSU by default), x0 = qSample(c, noisingStep), x1 = ODE(x0 → t = 1, context c).
  */
 export async function boost(models: BoostModels, latent: Tensor, o: BoostOptions): Promise<Tensor> {
+  const { cfm } = checkModels('boost', models);
+  return cfm.runtime.exclusive('boost', () => boostStage(models, latent, o, 0), o?.signal);
+}
+
+/** @internal boost for callers already running inside `rt.exclusive` (the queue is not re-entrant). */
+export async function boostUnqueued(models: BoostModels, latent: Tensor, o: BoostOptions): Promise<Tensor> {
   return boostStage(models, latent, o, 0);
 }
 
@@ -104,15 +111,15 @@ async function boostStage(models: BoostModels, latent: Tensor, o: BoostOptions, 
   if (typeof o !== 'object' || o === null) throw new ArgumentError(op, 'options { factor, numSteps, … } are required');
   const solver = o.solver ?? 'euler';
   if (!(solver in ODE_EVALS_PER_STEP)) throw new ArgumentError(op, `solver must be 'euler', 'midpoint' or 'rk4', got '${String(solver)}'`);
-  if (!Number.isInteger(o.numSteps) || o.numSteps < 2) throw new ArgumentError(op, `numSteps counts ODE grid points and must be an integer ≥ 2, got ${String(o.numSteps)}`);
+  checkNumSteps(op, o.numSteps);
   const noisingStep = o.noisingStep ?? DEFAULT_NOISING_STEP;
   checkNoisingStep(op, noisingStep);
-  const { rt, N, C, h, w, factor } = checkLatent(op, vae, latent, o, cfm.sizeMultiple);
+  const { rt, N, C, h, w, factor } = checkLatent(op, vae, latent, o, cfm.sizeMultiple, cfm.runtime);
   if (C !== cfm.latentChannels || C !== cfm.contextChannels) {
     throw new ShapeError(op, `the CFM network takes ${cfm.latentChannels} + ${cfm.contextChannels} channels, the latent has ${C}`);
   }
   const outShape = [N, C, h * factor, w * factor];
-  if (o.noise !== undefined) checkNoise(op, o.noise, outShape);
+  if (o.noise !== undefined) checkNoise(op, o.noise, outShape, rt);
   throwIfAborted(o.signal, op);
 
   const context = await upsampleLatent(vae, latent, factor, o, cascadeStage);
@@ -218,6 +225,18 @@ const MAX_STAGES = 4;
  * Stage i draws its noise from its own stream of `seed`. Debug names get a `stage{i}.` prefix.
  */
 export async function cascade(stages: readonly CascadeStage[], latent: Tensor, o: CascadeOptions): Promise<Tensor> {
+  checkCascade(stages, latent, o);
+  return stages[0]!.cfm.runtime.exclusive('cascade', () => runCascade(stages, latent, o), o.signal);
+}
+
+/** @internal cascade for callers already running inside `rt.exclusive` (the queue is not re-entrant). */
+export async function cascadeUnqueued(stages: readonly CascadeStage[], latent: Tensor, o: CascadeOptions): Promise<Tensor> {
+  checkCascade(stages, latent, o);
+  return runCascade(stages, latent, o);
+}
+
+/** Validates every stage's geometry before any GPU work. */
+function checkCascade(stages: readonly CascadeStage[], latent: Tensor, o: CascadeOptions): void {
   const op = 'cascade';
   if (!Array.isArray(stages) || stages.length === 0 || stages.length > MAX_STAGES) throw new ArgumentError(op, `needs 1 to ${MAX_STAGES} stages, got ${Array.isArray(stages) ? stages.length : String(stages)}`);
   if (typeof o !== 'object' || o === null || !o.vae) throw new ArgumentError(op, 'options { vae } are required');
@@ -228,13 +247,18 @@ export async function cascade(stages: readonly CascadeStage[], latent: Tensor, o
     const where = `${op} stage ${i}`;
     if (typeof s !== 'object' || s === null || !s.cfm) throw new ArgumentError(where, 'needs { cfm, factor }');
     checkFactor(where, s.factor);
-    if (s.numSteps !== undefined && (!Number.isInteger(s.numSteps) || s.numSteps < 2)) throw new ArgumentError(where, `numSteps must be an integer ≥ 2, got ${String(s.numSteps)}`);
+    if (s.numSteps !== undefined) checkNumSteps(where, s.numSteps);
+    if (s.cfm.runtime !== latent.rt) throw new ArgumentError(where, 'its CFM network and the latent belong to different runtimes (devices)');
     if (s.noisingStep !== undefined) checkNoisingStep(where, s.noisingStep);
     h! *= s.factor;
     w! *= s.factor;
     const m = s.cfm.sizeMultiple;
     if (h! % m !== 0 || w! % m !== 0) throw new ShapeError(where, `its output latent ${h}×${w} is not a multiple of ${m}, which its network needs`);
   });
+  throwIfAborted(o.signal, op);
+}
+
+async function runCascade(stages: readonly CascadeStage[], latent: Tensor, o: CascadeOptions): Promise<Tensor> {
   let cur = latent;
   try {
     for (const [i, s] of stages.entries()) {
@@ -260,6 +284,8 @@ export async function cascade(stages: readonly CascadeStage[], latent: Tensor, o
       if (debug) for (const [k, v] of debug) o.debug!.set(`stage${i}.${k}`, v);
       if (cur !== latent) cur.dispose();
       cur = next;
+      // One small readback per stage: NaN/Inf are reported at the stage that made them.
+      if (stages.length > 1) await assertFinite(cur.rt, cur, `boosted latent (cascade stage ${i})`);
     }
   } catch (e) {
     if (cur !== latent) cur.dispose();
@@ -355,13 +381,21 @@ export interface UpscaleImageOptions extends BoostOptions {
  * [1, 3, H, W] tensor in [−1, 1]; H and W must be multiples of the VAE factor.
  */
 export async function upscaleImage(models: BoostModels, image: RgbaImage | Tensor, o: UpscaleImageOptions): Promise<{ latent: Tensor; image?: DecodedImage }> {
+  const { cfm } = checkModels('upscaleImage', models);
+  return cfm.runtime.exclusive('upscaleImage', () => upscaleImageUnqueued(models, image, o), o?.signal);
+}
+
+/** @internal upscaleImage for callers already running inside `rt.exclusive` (the queue is not re-entrant). */
+export async function upscaleImageUnqueued(models: BoostModels, image: RgbaImage | Tensor, o: UpscaleImageOptions): Promise<{ latent: Tensor; image?: DecodedImage }> {
   const op = 'upscaleImage';
   const { vae, cfm } = checkModels(op, models);
+  if (typeof o !== 'object' || o === null) throw new ArgumentError(op, 'options { factor, numSteps, … } are required');
   const rt = cfm.runtime;
   const f = vae.downsampleFactor;
   let x: Tensor;
   if (image instanceof Tensor) {
     if (image.shape.length !== 4 || image.shape[1] !== 3 || image.dtype !== 'f32') throw new ShapeError(op, `an image tensor must be f32 [N, 3, H, W] in [−1, 1], got ${describe(image)}`);
+    if (image.rt !== rt) throw new ArgumentError(op, 'the image tensor belongs to another runtime (device) than the models');
     const [, , H, W] = image.shape as number[];
     checkImageSize(op, H!, W!, f);
     x = image;
@@ -383,7 +417,7 @@ export async function upscaleImage(models: BoostModels, image: RgbaImage | Tenso
     enc.mean.dispose();
     let latent: Tensor;
     try {
-      latent = await boost(models, lowres, { ...o, lowresImage: (o.mode ?? 'psu') === 'psu' ? x : undefined });
+      latent = await boostStage(models, lowres, { ...o, lowresImage: (o.mode ?? 'psu') === 'psu' ? x : undefined }, 0);
     } finally {
       lowres.dispose();
     }
@@ -420,7 +454,7 @@ function checkFactor(op: string, factor: unknown): asserts factor is 2 | 4 {
 }
 
 /** @internal Validates the low-resolution latent and the shared options; returns its geometry. */
-export function checkLatent(op: string, vae: AutoencoderKL, latent: Tensor, o: UpscaleCommon, sizeMultiple: number) {
+export function checkLatent(op: string, vae: AutoencoderKL, latent: Tensor, o: UpscaleCommon, sizeMultiple: number, owner?: Runtime) {
   checkFactor(op, o.factor);
   const mode = o.mode ?? 'psu';
   if (mode !== 'psu' && mode !== 'lsu') throw new ArgumentError(op, `mode must be 'psu' or 'lsu', got '${String(mode)}'`);
@@ -428,6 +462,7 @@ export function checkLatent(op: string, vae: AutoencoderKL, latent: Tensor, o: U
   if (!(latent instanceof Tensor) || latent.shape.length !== 4 || latent.dtype !== 'f32') {
     throw new ShapeError(op, `latent must be an f32 [N, ${vae.latentChannels}, h, w] tensor (scaled), got ${describe(latent)}`);
   }
+  if (owner && latent.rt !== owner) throw new ArgumentError(op, 'the latent belongs to another runtime (device) than the models');
   const [N, C, h, w] = latent.shape as [number, number, number, number];
   if (C !== vae.latentChannels) throw new ShapeError(op, `latent has ${C} channels, the VAE's latent has ${vae.latentChannels}`);
   if (N < 1 || h < 1 || w < 1) throw new ShapeError(op, `latent [${latent.shape}] is empty`);
@@ -441,8 +476,20 @@ export function checkLatent(op: string, vae: AutoencoderKL, latent: Tensor, o: U
     if (!(li instanceof Tensor) || li.shape.length !== 4 || li.shape[0] !== N || li.shape[1] !== 3 || li.shape[2] !== h * f || li.shape[3] !== w * f) {
       throw new ShapeError(op, `lowresImage must be [${N}, 3, ${h * f}, ${w * f}] for latent [${latent.shape}], got ${describe(li)}`);
     }
+    if (li.dtype !== 'f32') throw new ShapeError(op, `lowresImage must be f32, got ${li.dtype}`);
+    if (li.rt !== latent.rt) throw new ArgumentError(op, 'lowresImage belongs to another runtime (device) than the latent');
   }
   return { rt: latent.rt, N, C, h, w, factor };
+}
+
+/** ODE grid points: at least one step, at most MAX_ODE_STEPS. */
+export const MAX_ODE_STEPS = 1000;
+
+/** @internal */
+export function checkNumSteps(op: string, numSteps: unknown): void {
+  if (!Number.isSafeInteger(numSteps) || (numSteps as number) < 2 || (numSteps as number) > MAX_ODE_STEPS) {
+    throw new ArgumentError(op, `numSteps counts ODE grid points and must be an integer in [2, ${MAX_ODE_STEPS}], got ${String(numSteps)}`);
+  }
 }
 
 /** @internal */
@@ -450,12 +497,13 @@ export function checkNoisingStep(op: string, step: number): void {
   if (!Number.isInteger(step) || step < 0 || step >= DIFFUSION_STEPS) throw new ArgumentError(op, `noisingStep must be an integer in [0, ${DIFFUSION_STEPS - 1}], got ${String(step)}`);
 }
 
-function checkNoise(op: string, noise: Tensor | Float32Array, shape: readonly number[]): void {
+function checkNoise(op: string, noise: Tensor | Float32Array, shape: readonly number[], rt?: Runtime): void {
   const n = shape.reduce((a, b) => a * b, 1);
   if (noise instanceof Tensor) {
     if (noise.dtype !== 'f32' || noise.shape.length !== shape.length || noise.shape.some((d, i) => d !== shape[i])) {
       throw new ShapeError(op, `noise must be f32 [${shape}], got ${describe(noise)}`);
     }
+    if (rt && noise.rt !== rt) throw new ArgumentError(op, 'the noise tensor belongs to another runtime (device)');
   } else if (noise instanceof Float32Array) {
     if (noise.length !== n) throw new ShapeError(op, `noise has ${noise.length} values, [${shape}] needs ${n}`);
   } else {
