@@ -9,6 +9,7 @@ import type { UNet2DConditionModel } from '../models/unet-2d-condition/model.js'
 import type { AutoencoderKL } from '../models/vae/model.js';
 import { axpby, concat, scale } from '../ops/elementwise.js';
 import { ArgumentError, ShapeError, throwIfAborted } from '../runtime/errors.js';
+import type { Runtime } from '../runtime/runtime.js';
 import { Tensor } from '../runtime/tensor.js';
 import { capture, checkLatent, noiseTensor, randomSeed, upsampleLatent, type UpscaleCommon } from './boost.js';
 import { NOISE_STREAM } from './random.js';
@@ -45,25 +46,31 @@ export interface HiresFixOptions extends UpscaleCommon {
  * scheduler's remaining steps with CFG `ε_u + g·(ε_c − ε_u)` (negative embeddings first in the batch).
  */
 export async function hiresFix(models: HiresFixModels, latent: Tensor, o: HiresFixOptions): Promise<Tensor> {
+  if (typeof models !== 'object' || models === null || !models.vae || !models.unet) throw new ArgumentError('hiresFix', 'models { vae, unet } are required');
+  return models.unet.convIn.weight.rt.exclusive('hiresFix', () => hiresFixUnqueued(models, latent, o), o?.signal);
+}
+
+/** @internal hiresFix for callers already running inside `rt.exclusive` (the queue is not re-entrant). */
+export async function hiresFixUnqueued(models: HiresFixModels, latent: Tensor, o: HiresFixOptions): Promise<Tensor> {
   const op = 'hiresFix';
   if (typeof models !== 'object' || models === null || !models.vae || !models.unet) throw new ArgumentError(op, 'models { vae, unet } are required');
   if (typeof o !== 'object' || o === null) throw new ArgumentError(op, 'options { factor, strength, steps, scheduler, guidanceScale, promptEmbeds } are required');
   const { vae, unet } = models;
   if (!(typeof o.strength === 'number' && o.strength > 0 && o.strength <= 1)) throw new ArgumentError(op, `strength must be in (0, 1], got ${String(o.strength)}`);
-  if (!Number.isInteger(o.steps) || o.steps < 1) throw new ArgumentError(op, `steps must be a positive integer, got ${String(o.steps)}`);
+  if (!Number.isInteger(o.steps) || o.steps < 1 || o.steps > 1000) throw new ArgumentError(op, `steps must be an integer in [1, 1000], got ${String(o.steps)}`);
   if (typeof o.guidanceScale !== 'number' || !Number.isFinite(o.guidanceScale)) throw new ArgumentError(op, `guidanceScale must be a finite number, got ${String(o.guidanceScale)}`);
   const config = o.schedulerConfig ?? SD15_SCHEDULER_CONFIG;
   const schedule = createScheduler(o.scheduler, config, o.steps);
   const init = Math.min(Math.floor(o.steps * o.strength), o.steps);
   if (init < 1) throw new ArgumentError(op, `strength ${o.strength} × steps ${o.steps} leaves no step to run; raise either`);
   const run = schedule.steps.slice(o.steps - init);
-  const { rt, N, C, h, w, factor } = checkLatent(op, vae, latent, o, unet.sizeMultiple);
+  const { rt, N, C, h, w, factor } = checkLatent(op, vae, latent, o, unet.sizeMultiple, unet.convIn.weight.rt);
   if (C !== unet.config.inChannels) throw new ShapeError(op, `the UNet takes ${unet.config.inChannels} channels, the latent has ${C}`);
   const cfg = o.guidanceScale > 1;
-  const embeds = checkEmbeds(op, o.promptEmbeds, N, 'promptEmbeds');
+  const embeds = checkEmbeds(op, o.promptEmbeds, N, 'promptEmbeds', rt);
   if (cfg) {
     if (o.negativePromptEmbeds === undefined) throw new ArgumentError(op, 'negativePromptEmbeds are required when guidanceScale > 1');
-    checkEmbeds(op, o.negativePromptEmbeds, N, 'negativePromptEmbeds');
+    checkEmbeds(op, o.negativePromptEmbeds, N, 'negativePromptEmbeds', rt);
     if (o.negativePromptEmbeds.shape[1] !== embeds.shape[1] || o.negativePromptEmbeds.shape[2] !== embeds.shape[2]) {
       throw new ShapeError(op, `negativePromptEmbeds [${o.negativePromptEmbeds.shape}] must match promptEmbeds [${embeds.shape}]`);
     }
@@ -129,9 +136,10 @@ export async function hiresFix(models: HiresFixModels, latent: Tensor, o: HiresF
   return x;
 }
 
-function checkEmbeds(op: string, t: Tensor | undefined, N: number, name: string): Tensor {
+function checkEmbeds(op: string, t: Tensor | undefined, N: number, name: string, rt: Runtime): Tensor {
   if (!(t instanceof Tensor) || t.shape.length !== 3 || t.dtype !== 'f32' || t.shape[0] !== N) {
     throw new ShapeError(op, `${name} must be f32 [${N}, L, D], got ${t instanceof Tensor ? `[${t.shape}] ${t.dtype}` : String(t)}`);
   }
+  if (t.rt !== rt) throw new ArgumentError(op, `${name} belongs to another runtime (device) than the models`);
   return t;
 }
