@@ -4,17 +4,18 @@
  * is reported per stage and step; an AbortSignal stops a run between steps.
  */
 import { CLIPTokenizer } from '../models/clip-tokenizer.js';
-import { AbortError, ArgumentError, FmBoostError, ShapeError, throwIfAborted } from '../runtime/errors.js';
+import { assertFinite } from '../ops/check-finite.js';
+import { AbortError, ArgumentError, NumericalError, ShapeError, throwIfAborted } from '../runtime/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { boost, cascade, decodeToImage, toRgba, upscaleImage, type BoostProgress, type CascadeStage, type DecodedImage, type RgbaImage } from './boost.js';
+import { boostUnqueued, cascadeUnqueued, decodeToImage, toRgba, upscaleImageUnqueued, type BoostProgress, type CascadeStage, type DecodedImage, type RgbaImage } from './boost.js';
 import type { OdeMethod } from './flow-schedule.js';
-import { hiresFix } from './hires-fix.js';
+import { hiresFixUnqueued } from './hires-fix.js';
 import { scale } from '../ops/elementwise.js';
 import { bundledTinyModelUrl, loadModelSet, type CfmStageInput, type LoadedCfmStage, type LoadModelSetOptions, type ModelInput, type ModelSet } from './model-source.js';
 import { randomSeed } from './boost.js';
 import type { SchedulerKind } from './schedulers/index.js';
-import { textToLatent } from './text-to-latent.js';
+import { textToLatentUnqueued } from './text-to-latent.js';
 
 /** The SD-1.5 resolution every run starts from. */
 export const BASE_SIZE = 512;
@@ -102,7 +103,6 @@ const MAX_STEPS = 1000;
 /** FM-Boost: SD-1.5 text → 512² latent, CFM ×2/×4 in latent space, tiled VAE decode. */
 export class FMBoostPipeline {
   private disposed = false;
-  private running = false;
 
   private constructor(
     readonly rt: Runtime,
@@ -141,7 +141,7 @@ export class FMBoostPipeline {
   /** Text → image. See GenerateOptions for the defaults. */
   async generate(o: GenerateOptions): Promise<GenerateResult> {
     const plan = this.checkGenerate(o);
-    return this.exclusive(async () => {
+    return this.exclusive('FMBoostPipeline.generate', o.signal, async () => {
       const { rt } = this;
       const m = this.models as Required<ModelSet>;
       const timings: GenerateResult['timings'] = {};
@@ -153,7 +153,7 @@ export class FMBoostPipeline {
       };
       const report = o.onProgress ?? (() => {});
       report('text', 0, 1);
-      const lowLatent = await textToLatent(
+      const lowLatent = await textToLatentUnqueued(
         { tokenizer: m.tokenizer, textEncoder: m.textEncoder, unet: m.unet },
         {
           prompt: o.prompt,
@@ -171,6 +171,7 @@ export class FMBoostPipeline {
       );
       const owned: Tensor[] = [lowLatent];
       try {
+        await assertFinite(rt, lowLatent, 'low-res latent');
         mark('denoise');
         // The 512² picture: shown next to the boosted one, and (kept on the GPU) PSU's first decode.
         report('decode-lowres', 0, 1);
@@ -188,6 +189,7 @@ export class FMBoostPipeline {
         } else {
           lowres = await decodeToImage(m.vae, lowLatent, { signal: o.signal });
         }
+        assertFiniteValues(lowres.float, 'low-res image');
         report('decode-lowres', 1, 1);
         mark('decode-lowres');
         let latent = lowLatent;
@@ -197,7 +199,7 @@ export class FMBoostPipeline {
             latent = await this.runHiresFix(lowLatent, plan, o, onBoost);
           } else if (plan.stages!.length === 1) {
             const s = plan.stages![0]!;
-            latent = await boost({ vae: m.vae, cfm: s.cfm }, lowLatent, {
+            latent = await boostUnqueued({ vae: m.vae, cfm: s.cfm }, lowLatent, {
               factor: s.factor,
               mode: o.cfm?.mode,
               solver: o.cfm?.solver,
@@ -217,9 +219,10 @@ export class FMBoostPipeline {
               numSteps: o.cfm?.steps ?? 40,
               noisingStep: o.cfm?.noisingStep ?? s.noisingStep,
             }));
-            latent = await cascade(stages, lowLatent, { vae: m.vae, seed: plan.seed, signal: o.signal, onProgress: onBoost });
+            latent = await cascadeUnqueued(stages, lowLatent, { vae: m.vae, seed: plan.seed, signal: o.signal, onProgress: onBoost });
           }
           owned.push(latent);
+          await assertFinite(rt, latent, plan.hires ? 'hires-fix latent' : 'boosted latent');
           mark('refine');
         }
         throwIfAborted(o.signal, 'generate');
@@ -227,6 +230,7 @@ export class FMBoostPipeline {
         if (latent !== lowLatent) {
           report('decode', 0, 1);
           image = await decodeToImage(m.vae, latent, { signal: o.signal });
+          assertFiniteValues(image.float, 'decoded image');
           report('decode', 1, 1);
           mark('decode');
         }
@@ -257,10 +261,10 @@ export class FMBoostPipeline {
     const stages = this.stagesFor(o.factor);
     if (!stages) throw new ArgumentError(where, `no CFM stage for ×${o.factor} is loaded (${this.describeStages()})`);
     throwIfAborted(o.signal, where);
-    return this.exclusive(async () => {
+    return this.exclusive(where, o.signal, async () => {
       let cur: RgbaImage = image;
       for (const [i, s] of stages.entries()) {
-        const out = await upscaleImage({ vae: this.models.vae, cfm: s.cfm }, cur, {
+        const out = await upscaleImageUnqueued({ vae: this.models.vae, cfm: s.cfm }, cur, {
           factor: s.factor,
           mode: o.cfm?.mode,
           solver: o.cfm?.solver,
@@ -269,9 +273,17 @@ export class FMBoostPipeline {
           seed: seed + i,
           signal: o.signal,
           onProgress: (p) => o.onProgress?.(p.stage, p.step, p.total),
+          decode: false,
         });
-        out.latent.dispose();
-        cur = rgba(out.image!);
+        let decoded: DecodedImage;
+        try {
+          await assertFinite(this.rt, out.latent, stages.length > 1 ? `boosted latent (stage ${i})` : 'boosted latent');
+          decoded = await decodeToImage(this.models.vae, out.latent, { signal: o.signal });
+        } finally {
+          out.latent.dispose();
+        }
+        assertFiniteValues(decoded.float, 'decoded image');
+        cur = rgba(decoded);
       }
       return { image: cur as RgbaResult, seed };
     });
@@ -347,7 +359,7 @@ export class FMBoostPipeline {
     const prompt = m.textEncoder.encode(m.tokenizer.encode(o.prompt).ids);
     const negative = cfg ? m.textEncoder.encode(m.tokenizer.encode(o.negativePrompt ?? '').ids) : undefined;
     try {
-      return await hiresFix({ vae: m.vae, unet: m.unet }, lowLatent, {
+      return await hiresFixUnqueued({ vae: m.vae, unet: m.unet }, lowLatent, {
         factor: plan.factor as 2 | 4,
         mode: o.cfm?.mode,
         strength: plan.hires!.strength,
@@ -367,17 +379,20 @@ export class FMBoostPipeline {
     }
   }
 
-  /** One run at a time per pipeline: runs share the models' GPU memory budget. */
-  private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.running) throw new FmBoostError('FMBoostPipeline: a run is already in progress on this pipeline; wait for it or abort it first');
-    this.running = true;
+  /**
+   * Runs go through the runtime's FIFO job queue: calls started at once wait for each other (they share the
+   * GPU memory budget and the command stream), an aborted waiting call leaves without running, and a lost
+   * device is restored (weights re-uploaded) before the next run starts.
+   */
+  private async exclusive<T>(where: string, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
     try {
-      return await fn();
+      return await this.rt.exclusive(where, async () => {
+        this.assertUsable(where);
+        return fn();
+      }, signal);
     } catch (e) {
-      if (e instanceof Error && e.name === 'AbortError' && !(e instanceof AbortError)) throw new AbortError('FMBoostPipeline');
+      if (e instanceof Error && e.name === 'AbortError' && !(e instanceof AbortError)) throw new AbortError(where);
       throw e;
-    } finally {
-      this.running = false;
     }
   }
 
@@ -404,6 +419,13 @@ function checkCfmOptions(where: string, c: CfmRunOptions | undefined): void {
 function rgba(d: DecodedImage | RgbaImage): RgbaResult {
   if ('rgba' in d) return { width: d.width, height: d.height, data: d.rgba[0]! };
   return { width: d.width, height: d.height, data: d.data instanceof Uint8ClampedArray ? d.data : new Uint8ClampedArray(d.data) };
+}
+
+/** NumericalError naming `stage` when CPU values (already read back) hold NaN or Inf. */
+function assertFiniteValues(v: Float32Array, stage: string): void {
+  let bad = 0;
+  for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i]!)) bad++;
+  if (bad > 0) throw new NumericalError(stage, `${bad} of ${v.length} values are NaN or Inf; with f16 weights or compute, try f32`);
 }
 
 function now(): number {
