@@ -72,7 +72,7 @@ async function nodeLeg(): Promise<void> {
     ort.env.logLevel = 'fatal';
     ort.env.webgpu.device = rt.device;
     await ortProbe(ort);
-    engines.push(ortEngine(ort, rt.device, false), ortEngine(ort, rt.device, true));
+    engines.push(ortEngine(ort, false, rt.device), ortEngine(ort, true, rt.device));
   } catch (e) {
     notes.push(
       `onnxruntime-web ${ORT_VERSION} does not run in Node here, so it appears in the browser leg only: its WebGPU EP fails on Dawn's Node binding ` +
@@ -88,7 +88,9 @@ async function nodeLeg(): Promise<void> {
 }
 
 async function browserLeg(): Promise<void> {
-  const { build } = await import('esbuild');
+  // A computed specifier keeps esbuild out of this bundle (it must run from node_modules).
+  const esbuildName = 'esbuild';
+  const { build } = (await import(esbuildName)) as typeof import('esbuild');
   await build({
     entryPoints: ['bench/peers/page.ts'],
     outfile: 'dist/bench/peers-page.js',

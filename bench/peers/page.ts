@@ -29,7 +29,7 @@ async function main(): Promise<void> {
     ort.env.wasm.numThreads = 1;
     ort.env.logLevel = 'error';
     ort.env.webgpu.device = rt.device;
-    engines.push(ortEngine(ort, rt.device, false), ortEngine(ort, rt.device, true));
+    engines.push(ortEngine(ort, false, rt.device), ortEngine(ort, true, rt.device));
   } catch (e) {
     notes.push(`onnxruntime-web unavailable: ${(e as Error).message}`);
   }

@@ -447,8 +447,11 @@ function caseGraph(c: PeerCase, d: CaseData, fused: boolean): { graph: OnnxGraph
   }
 }
 
-/** onnxruntime-web's WebGPU EP on our GPUDevice (`env.webgpu.device`), inputs and outputs as GPU buffers. */
-export function ortEngine(ort: Ort, device: GPUDevice, fused: boolean): Engine {
+/**
+ * onnxruntime-web's WebGPU EP, inputs and outputs as GPU buffers. It is offered our GPUDevice (`env.webgpu.device`);
+ * where it creates its own anyway (1.30's EP does), buffers and syncs go through the device it reports.
+ */
+export function ortEngine(ort: Ort, fused: boolean, offered?: GPUDevice): Engine {
   return {
     name: fused ? 'ORT fused' : 'ORT-web',
     async prepare(c, d) {
@@ -459,6 +462,7 @@ export function ortEngine(ort: Ort, device: GPUDevice, fused: boolean): Engine {
         preferredOutputLocation: 'gpu-buffer',
         graphOptimizationLevel: 'all',
       });
+      const device = (await ort.env.webgpu.device) as GPUDevice;
       const buffers: GPUBuffer[] = [];
       const feeds: Record<string, unknown> = {};
       for (const [name, f] of Object.entries(g.feeds)) {
@@ -472,7 +476,7 @@ export function ortEngine(ort: Ort, device: GPUDevice, fused: boolean): Engine {
       const post = s.kind === 'attention' && !fused ? (y: Float32Array) => headToTok(y, s.H, s.L, s.D) : (y: Float32Array) => y;
       let out: any = null;
       return {
-        variant: g.variant,
+        variant: g.variant + (offered && device !== offered ? ' (on its own GPUDevice: the EP does not adopt env.webgpu.device)' : ''),
         async run() {
           out?.y.dispose();
           out = await session.run(feeds);
