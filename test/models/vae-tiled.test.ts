@@ -55,10 +55,12 @@ describe('vae-tile-copy kernel', () => {
     expect(Array.from(got)).toEqual(Array.from(want));
   });
 
-  it('splits lengths into full tiles and a remainder', () => {
-    expect(splitLength(12, 5)).toEqual([0, 5, 10, 12]);
+  it('splits lengths into near-equal tiles of at most T', () => {
+    expect(splitLength(12, 5)).toEqual([0, 4, 8, 12]);
+    expect(splitLength(20, 7)).toEqual([0, 6, 13, 20]);
     expect(splitLength(10, 5)).toEqual([0, 5, 10]);
     expect(splitLength(3, 5)).toEqual([0, 3]);
+    expect(splitLength(64, 63, 8)).toEqual([0, 256, 512]);
   });
 });
 
@@ -144,12 +146,12 @@ describe('tiled AutoencoderKL (fixture VAE)', () => {
       rt.allocator.resetPeak();
       const live = rt.memory().liveBytes;
       const exact = vae.planTiling(rt, 'decode', N, h, w, { mode: 'exact', maxBufferBytes: cap });
-      const stream = vae.planTiling(rt, 'decode', N, h, w, { mode: 'streaming', streamTileSize: 8, maxBufferBytes: cap });
+      const stream = vae.planTiling(rt, 'decode', N, h, w, { mode: 'streaming', streamTileSize: 16, maxBufferBytes: cap });
       expect(stream.estimatedBytes).toBeLessThan(exact.estimatedBytes);
       // Room for streaming, not for exact tiling.
       rt.allocator.budgetBytes = live + Math.floor((stream.estimatedBytes + exact.estimatedBytes) / 2);
       try {
-        const { image, report } = await vae.decodeWithReport(z, { tiling: { maxBufferBytes: cap, streamTileSize: 8 } });
+        const { image, report } = await vae.decodeWithReport(z, { tiling: { maxBufferBytes: cap, streamTileSize: 16 } });
         expect(report.mode).toBe('streaming');
         expect(report.exact).toBe(false);
         expect(report.maxTileBytes).toBeLessThanOrEqual(cap);

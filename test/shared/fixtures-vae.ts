@@ -120,8 +120,8 @@ function fixtureCheck(file: string, io: string, withLogvar: boolean): FixtureChe
 }
 
 /**
- * Tiled = untiled on a non-square latent (12×20, tile 5 → 3×4 tiles, remainders 2 and 0… sizes not multiples
- * of the tile), decode and encode; 1e-4 absolute, no relative slack.
+ * Tiled = untiled on a non-square latent (12×20, a size that is not a multiple of the tile 5: 3×4 tiles of 4×5
+ * latent px), decode and encode; 1e-4 absolute, no relative slack.
  */
 const tiledCheck: FixtureCheck = {
   name: 'models/vae/tiled-equals-untiled',

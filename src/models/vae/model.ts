@@ -306,7 +306,7 @@ export class AutoencoderKL {
     throwIfAborted(o.signal, op);
     return rt.scopeAsync(async () => {
       const ex = new TileExec(rt, {}, o.signal);
-      let x = this.split(ex, image, plan.T * f);
+      let x = this.split(ex, image, plan.T, f);
       const tiles = x.count;
       x = await enc.downPath(ex, x); // [N, C_top, h, w]
       x = await enc.head(ex, x); // [N, 2·latent, h, w]
@@ -451,12 +451,12 @@ export class AutoencoderKL {
     return { mode: 'streaming', T: subT, streamT, proxyFactor, estimatedBytes: Math.max(headPeak, resident + subPeak) };
   }
 
-  /** `x` as a TiledAct of latent tile edge T (image tiles for encode: pass T·f); the caller's tensor is borrowed. */
-  private split(ex: TileExec, x: Tensor, T: number): TiledAct {
+  /** `x` as a TiledAct of tiles ≤ T latent px (`unit` image px per latent px); the caller's tensor is borrowed. */
+  private split(ex: TileExec, x: Tensor, T: number, unit = 1): TiledAct {
     const [N, C, H, W] = x.shape as [number, number, number, number];
     const whole = new TiledAct(N, C, [0, H], [0, W], [x], 0, 0, true);
-    if (T >= H && T >= W) return whole;
-    return ex.regrid(whole, { y0: 0, y1: H, x0: 0, x1: W }, splitLength(H, T), splitLength(W, T));
+    if (T * unit >= H && T * unit >= W) return whole;
+    return ex.regrid(whole, { y0: 0, y1: H, x0: 0, x1: W }, splitLength(H / unit, T, unit), splitLength(W / unit, T, unit));
   }
 
   /** The tiles of y as one tensor (y is consumed). */

@@ -82,12 +82,13 @@ export class TiledAct {
   }
 }
 
-/** Boundaries 0, T, 2T, …, L (the last tile takes the remainder). */
-export function splitLength(L: number, T: number): number[] {
-  const b = [0];
-  for (let y = T; y < L; y += T) b.push(y);
-  b.push(L);
-  return b;
+/**
+ * Boundaries of ceil(L / T) tiles of near-equal size (≤ T, differing by at most one), times `unit`
+ * (the encoder's tiles must start at multiples of its downsampling factor).
+ */
+export function splitLength(L: number, T: number, unit = 1): number[] {
+  const n = Math.ceil(L / T);
+  return Array.from({ length: n + 1 }, (_, i) => Math.floor((i * L) / n) * unit);
 }
 
 /** Where GroupNorm statistics come from: merged per-tile moments (exact), or replayed from an earlier pass. */
