@@ -4,6 +4,7 @@
  * Prints a markdown table per leg and writes it to bench-results/peers-<node|browser>.md (the README's source).
  *
  *   npm run bench:peers [-- --quick] [-- --node-only | --browser-only] [-- --only attention,matmul] [-- --no-throttle]
+ *     [-- --readme]   also regenerate README.md's Performance section from bench-results/ (--readme-only: just that)
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +12,7 @@ import { join } from 'node:path';
 import { nodeGPU } from '../src/node/gpu.js';
 import { createRuntime } from '../src/runtime/gpu.js';
 import { onnxModel } from './peers/onnx.js';
+import { updateReadmePerformance } from './peers/readme.js';
 import { markdown, oursEngine, ortEngine, runSuite, tfjsEngine, type Engine, type PeersResult } from './peers/suite.js';
 
 const ORT_VERSION = '1.30';
@@ -137,5 +139,7 @@ async function browserLeg(): Promise<void> {
   }
 }
 
-if (!argv.includes('--browser-only')) await nodeLeg();
-if (!argv.includes('--node-only')) await browserLeg();
+const readmeOnly = argv.includes('--readme-only');
+if (!readmeOnly && !argv.includes('--browser-only')) await nodeLeg();
+if (!readmeOnly && !argv.includes('--node-only')) await browserLeg();
+if (argv.includes('--readme') || readmeOnly) log(updateReadmePerformance() ? 'updated README.md ## Performance' : 'README.md has no ## Performance section');
