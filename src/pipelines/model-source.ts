@@ -21,6 +21,7 @@ import { AbortError, ArgumentError, ConfigError, IOError, throwIfAborted } from 
 import type { Runtime } from '../runtime/runtime.js';
 import { DEFAULT_NOISING_STEP } from './boost.js';
 import { SD15_SCHEDULER_CONFIG, schedulerConfigFromDiffusers, type SchedulerConfig } from './schedulers/index.js';
+import { validateConfig } from './schedulers/noise-schedule.js';
 
 // ------------------------------------------------------------------------------------------ ModelFiles
 
@@ -536,7 +537,7 @@ async function planHubFolder(files: ModelFiles, o: LoadModelSetOptions, progress
   const unetConfig = textToImage ? UNet2DConditionConfig.fromDiffusers(await json(need('unet/config.json')), 'unet/config.json') : undefined;
   const vaeConfig = await json(need('vae/config.json'));
   const schedulerConfig = all.has('scheduler/scheduler_config.json')
-    ? schedulerConfigFromDiffusers((await json('scheduler/scheduler_config.json')) as Record<string, unknown>, 'scheduler/scheduler_config.json')
+    ? checkedSchedulerConfig(schedulerConfigFromDiffusers((await json('scheduler/scheduler_config.json')) as Record<string, unknown>, 'scheduler/scheduler_config.json'), 'scheduler/scheduler_config.json')
     : SD15_SCHEDULER_CONFIG;
   let tokenizer: CLIPTokenizer | undefined;
   if (!textToImage) {
@@ -558,6 +559,17 @@ async function planHubFolder(files: ModelFiles, o: LoadModelSetOptions, progress
     };
   }
   return { vae: opened[0]!, textEncoder: opened[1], unet: opened[2], clipConfig, unetConfig, vaeConfig, schedulerConfig, tokenizer, folderCfm };
+}
+
+/** A scheduler config the schedules cannot use fails the load (ConfigError), not the first generation. */
+function checkedSchedulerConfig(c: SchedulerConfig, file: string): SchedulerConfig {
+  try {
+    validateConfig(c);
+  } catch (e) {
+    if (e instanceof ArgumentError) throw new ConfigError(file, e.message);
+    throw e;
+  }
+  return c;
 }
 
 async function readAll(src: ByteSource, signal?: AbortSignal): Promise<Uint8Array> {
