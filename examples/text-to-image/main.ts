@@ -79,7 +79,8 @@ async function generate(): Promise<void> {
       seed: Number(ui.seed.value),
       steps: Number(ui.steps.value),
       size: Number(ui.size.value) as 512 | 1024 | 2048,
-      cfm: { steps: Number(ui.cfmSteps.value) },
+      // Empty: the CFM stage's own default number of ODE grid points.
+      cfm: { steps: ui.cfmSteps.value ? Number(ui.cfmSteps.value) : undefined },
       signal,
       onProgress: (stage, step, total) => {
         ui.progress.max = Math.max(1, total);

@@ -71,7 +71,8 @@ async function upscale(): Promise<void> {
     setState('running', 'upscaling…');
     const r = await pipe.upscale(picture, {
       factor: Number(ui.factor.value) as 2 | 4,
-      cfm: { steps: Number(ui.cfmSteps.value) },
+      // Empty: the CFM stage's own default number of ODE grid points.
+      cfm: { steps: ui.cfmSteps.value ? Number(ui.cfmSteps.value) : undefined },
       signal,
       onProgress: (stage, step, total) => {
         ui.progress.max = Math.max(1, total);

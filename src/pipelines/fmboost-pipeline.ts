@@ -33,9 +33,9 @@ export interface FMBoostLoadOptions extends Omit<LoadModelSetOptions, 'cfm'> {
 }
 
 export interface CfmRunOptions {
-  /** ODE solver (default 'euler'). */
+  /** ODE solver (default: the stage's, else 'euler'). */
   solver?: OdeMethod;
-  /** ODE grid points (default 40; the paper's 40-NFE Euler is 41). */
+  /** ODE grid points (default: the stage's, else 40; the paper's 40-NFE Euler is 41). */
   steps?: number;
   /** Forward-diffusion step of the source noise (default: the stage's, 400). */
   noisingStep?: number;
@@ -202,8 +202,8 @@ export class FMBoostPipeline {
             latent = await boostUnqueued({ vae: m.vae, cfm: s.cfm }, lowLatent, {
               factor: s.factor,
               mode: o.cfm?.mode,
-              solver: o.cfm?.solver,
-              numSteps: o.cfm?.steps ?? 40,
+              solver: o.cfm?.solver ?? s.solver,
+              numSteps: o.cfm?.steps ?? s.steps,
               noisingStep: o.cfm?.noisingStep ?? s.noisingStep,
               seed: plan.seed,
               signal: o.signal,
@@ -215,8 +215,8 @@ export class FMBoostPipeline {
               cfm: s.cfm,
               factor: s.factor,
               mode: o.cfm?.mode,
-              solver: o.cfm?.solver,
-              numSteps: o.cfm?.steps ?? 40,
+              solver: o.cfm?.solver ?? s.solver,
+              numSteps: o.cfm?.steps ?? s.steps,
               noisingStep: o.cfm?.noisingStep ?? s.noisingStep,
             }));
             latent = await cascadeUnqueued(stages, lowLatent, { vae: m.vae, seed: plan.seed, signal: o.signal, onProgress: onBoost });
@@ -267,8 +267,8 @@ export class FMBoostPipeline {
         const out = await upscaleImageUnqueued({ vae: this.models.vae, cfm: s.cfm }, cur, {
           factor: s.factor,
           mode: o.cfm?.mode,
-          solver: o.cfm?.solver,
-          numSteps: o.cfm?.steps ?? 40,
+          solver: o.cfm?.solver ?? s.solver,
+          numSteps: o.cfm?.steps ?? s.steps,
           noisingStep: o.cfm?.noisingStep ?? s.noisingStep,
           seed: seed + i,
           signal: o.signal,

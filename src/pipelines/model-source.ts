@@ -20,6 +20,7 @@ import { AutoencoderKL } from '../models/vae/model.js';
 import { AbortError, ArgumentError, ConfigError, IOError, throwIfAborted } from '../runtime/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { DEFAULT_NOISING_STEP } from './boost.js';
+import type { OdeMethod } from './flow-schedule.js';
 import { SD15_SCHEDULER_CONFIG, schedulerConfigFromDiffusers, type SchedulerConfig } from './schedulers/index.js';
 import { validateConfig } from './schedulers/noise-schedule.js';
 
@@ -269,6 +270,9 @@ export interface CfmStageInput {
   noisingStep?: number;
   /** Training checkpoints: EMA weights (default when present) or online ones. */
   ema?: boolean;
+  /** Default ODE solver and grid points of this stage; default the config's `solver` / `num_steps`, else Euler with 40. */
+  solver?: OdeMethod;
+  steps?: number;
 }
 
 export interface LoadProgress {
@@ -303,11 +307,14 @@ export interface LoadModelSetOptions {
   signal?: AbortSignal;
 }
 
-/** A loaded CFM stage. */
+/** A loaded CFM stage: the network and its defaults (REFERENCE §5.6: checkpoint, factor, noising step, solver). */
 export interface LoadedCfmStage {
   cfm: CfmUNet;
   factor: 2 | 4;
   noisingStep: number;
+  solver: OdeMethod;
+  /** ODE grid points. */
+  steps: number;
 }
 
 /** Everything FMBoostPipeline runs on. `dispose()` frees the GPU weights. */
@@ -333,6 +340,9 @@ export function bundledTokenizerUrl(): URL {
 export function bundledTinyModelUrl(): URL {
   return new URL('../weights/tiny/', import.meta.url);
 }
+
+/** ODE grid points of a stage whose config names none: the paper's 40-NFE Euler setting. */
+export const DEFAULT_CFM_STEPS = 40;
 
 const CHECKPOINT_EXT = /\.(safetensors|ckpt|pt|pth|bin)$/i;
 
@@ -369,7 +379,7 @@ export async function loadModelSet(rt: Runtime, input: ModelInput, o: LoadModelS
     for (const s of stages) {
       const cfm = await CfmUNet.load(rt, { config: s.config, weights: s.tensors, ema: s.ema, ...common });
       owned.push(cfm);
-      cfmStages.push({ cfm, factor: s.factor, noisingStep: s.noisingStep });
+      cfmStages.push({ cfm, factor: s.factor, noisingStep: s.noisingStep, solver: s.solver, steps: s.steps });
     }
     return {
       tokenizer,
@@ -595,6 +605,8 @@ interface PreparedCfm {
   config: unknown;
   factor: 2 | 4;
   noisingStep: number;
+  solver: OdeMethod;
+  steps: number;
   ema?: boolean;
 }
 
@@ -610,20 +622,24 @@ async function prepareCfmStage(s: CfmStageInput, net: Net, progress: ProgressMet
   let config = s.config;
   if (isByteSource(config)) config = await readJson(config, undefined, net.signal);
   else if (typeof config === 'string' || config instanceof URL) config = await readJson(await cachedUrlSource(absoluteUrl(String(config)), net), undefined, net.signal);
-  const meta = (typeof config === 'object' && config !== null ? config : {}) as { factor?: unknown; noising_step?: unknown };
+  const meta = (typeof config === 'object' && config !== null ? config : {}) as { factor?: unknown; noising_step?: unknown; solver?: unknown; num_steps?: unknown };
   const factor = s.factor ?? meta.factor ?? 2;
   if (factor !== 2 && factor !== 4) throw new ArgumentError(where, `factor must be 2 or 4, got ${String(factor)}`);
   const noisingStep = s.noisingStep ?? meta.noising_step ?? DEFAULT_NOISING_STEP;
   if (typeof noisingStep !== 'number' || !Number.isInteger(noisingStep) || noisingStep < 0 || noisingStep > 999) {
     throw new ArgumentError(where, `noisingStep must be an integer in [0, 999], got ${String(noisingStep)}`);
   }
+  const solver = s.solver ?? meta.solver ?? 'euler';
+  if (solver !== 'euler' && solver !== 'midpoint' && solver !== 'rk4') throw new ArgumentError(where, `solver must be 'euler', 'midpoint' or 'rk4', got ${String(solver)}`);
+  const steps = s.steps ?? meta.num_steps ?? DEFAULT_CFM_STEPS;
+  if (typeof steps !== 'number' || !Number.isInteger(steps) || steps < 2 || steps > 1000) throw new ArgumentError(where, `steps (ODE grid points) must be an integer in [2, 1000], got ${String(steps)}`);
   const tensors = await openTensors(progress.track(src), net.signal);
-  return { tensors, config, factor, noisingStep, ema: s.ema };
+  return { tensors, config, factor, noisingStep, solver, steps, ema: s.ema };
 }
 
 /** Loads one CFM stage (safetensors + config, or a training .ckpt whose EMA weights are preferred). */
 export async function loadCfmStage(rt: Runtime, s: CfmStageInput, o: Pick<LoadModelSetOptions, 'dtype' | 'signal' | 'fetch' | 'headers' | 'cache' | 'onProgress'> = {}): Promise<LoadedCfmStage> {
   const p = await prepareCfmStage(s, { fetch: o.fetch, headers: o.headers, cache: o.cache, signal: o.signal }, new ProgressMeter(o.onProgress));
   const cfm = await CfmUNet.load(rt, { config: p.config, weights: p.tensors, ema: p.ema, dtype: o.dtype, signal: o.signal });
-  return { cfm, factor: p.factor, noisingStep: p.noisingStep };
+  return { cfm, factor: p.factor, noisingStep: p.noisingStep, solver: p.solver, steps: p.steps };
 }

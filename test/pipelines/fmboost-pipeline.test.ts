@@ -25,6 +25,8 @@ describe('FMBoostPipeline on the bundled tiny model', () => {
     expect(pipe.models.cfmStages.map((s) => s.factor)).toEqual([2]);
     expect(pipe.models.unet!.config.blockOutChannels).toEqual([32, 64]);
     expect(pipe.models.vae.downsampleFactor).toBe(8);
+    // LCM-distilled like LCM_Dreamshaper_v7: the LCM scheduler and 4 steps by default.
+    expect(pipe.isLcm).toBe(true);
     expect(pipe.sizes).toEqual([512, 1024, 2048]);
     expect(pipe.tokenizer!.encode('a photo of a cat').ids[1]).toBe(320); // 'a</w>' in CLIP's vocabulary
   });

@@ -69,7 +69,7 @@ describe('model folders over HTTP', () => {
     const set = await loadModelSet(rt, `${server.origin}/weights/tiny/`, { components: 'upscale', onProgress: (p) => seen.push(p) });
     try {
       expect(set.textEncoder).toBeUndefined();
-      expect(set.cfmStages.map((s) => [s.factor, s.noisingStep])).toEqual([[2, 400]]);
+      expect(set.cfmStages.map((s) => [s.factor, s.noisingStep, s.solver, s.steps])).toEqual([[2, 400, 'euler', 4]]);
       const size = (p: string) => statSync(join(TINY, p)).size;
       const served = (p: string) => server.bytesServed('/weights/tiny/' + p);
       expect(served('text_encoder/model.safetensors')).toBe(0);
@@ -128,7 +128,7 @@ describe('WeightScope.synthesize', () => {
     const vae = new AutoencoderKL(cfg, w);
     const keys = w.synthesized();
     expect(keys[0]!.key).toBe('encoder.conv_in.weight');
-    expect(keys.find((k) => k.key === 'encoder.conv_in.weight')!.shape).toEqual([16, 3, 3, 3]);
+    expect(keys.find((k) => k.key === 'encoder.conv_in.weight')!.shape).toEqual([8, 3, 3, 3]);
     // The bundled file holds exactly these keys.
     const file = JSON.parse(readFileSync(join(TINY, 'vae/diffusion_pytorch_model.safetensors')).subarray(8, 8 + readFileSync(join(TINY, 'vae/diffusion_pytorch_model.safetensors')).readUInt32LE(0)).toString()) as Record<string, unknown>;
     expect(keys.map((k) => k.key).sort()).toEqual(Object.keys(file).filter((k) => k !== '__metadata__').sort());
