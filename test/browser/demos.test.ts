@@ -9,7 +9,7 @@ import { PNG } from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT, TEST_OUTPUT, startHarness, type Harness } from './harness.js';
 
-const SLOW = 1_200_000;
+const SLOW = 1_800_000;
 const TINY = '/weights/tiny/';
 const WEIGHTS = ['text_encoder/model.safetensors', 'unet/diffusion_pytorch_model.safetensors', 'vae/diffusion_pytorch_model.safetensors', 'cfm/cfm.safetensors'];
 const TOKENIZER = '/weights/tokenizer/bpe_simple_vocab_16e6.txt.gz';

@@ -9,7 +9,7 @@ import { testRuntime } from '../helpers/device.js';
 import type { Runtime } from '../../src/runtime/runtime.js';
 
 /** SwiftShader compiles every kernel on first use; a loaded machine needs minutes. */
-const SLOW = 900_000;
+const SLOW = 1_800_000;
 
 let rt: Runtime;
 let pipe: FMBoostPipeline;
