@@ -108,12 +108,7 @@ export async function boostUnqueued(models: BoostModels, latent: Tensor, o: Boos
 async function boostStage(models: BoostModels, latent: Tensor, o: BoostOptions, cascadeStage: number): Promise<Tensor> {
   const op = 'boost';
   const { vae, cfm } = checkModels(op, models);
-  if (typeof o !== 'object' || o === null) throw new ArgumentError(op, 'options { factor, numSteps, … } are required');
-  const solver = o.solver ?? 'euler';
-  if (!(solver in ODE_EVALS_PER_STEP)) throw new ArgumentError(op, `solver must be 'euler', 'midpoint' or 'rk4', got '${String(solver)}'`);
-  checkNumSteps(op, o.numSteps);
-  const noisingStep = o.noisingStep ?? DEFAULT_NOISING_STEP;
-  checkNoisingStep(op, noisingStep);
+  const { solver, noisingStep } = checkBoostOptions(op, o);
   const { rt, N, C, h, w, factor } = checkLatent(op, vae, latent, o, cfm.sizeMultiple, cfm.runtime);
   if (C !== cfm.latentChannels || C !== cfm.contextChannels) {
     throw new ShapeError(op, `the CFM network takes ${cfm.latentChannels} + ${cfm.contextChannels} channels, the latent has ${C}`);
@@ -389,7 +384,8 @@ export async function upscaleImage(models: BoostModels, image: RgbaImage | Tenso
 export async function upscaleImageUnqueued(models: BoostModels, image: RgbaImage | Tensor, o: UpscaleImageOptions): Promise<{ latent: Tensor; image?: DecodedImage }> {
   const op = 'upscaleImage';
   const { vae, cfm } = checkModels(op, models);
-  if (typeof o !== 'object' || o === null) throw new ArgumentError(op, 'options { factor, numSteps, … } are required');
+  checkBoostOptions(op, o);
+  if (o.decode !== undefined && typeof o.decode !== 'boolean') throw new ArgumentError(op, 'decode must be a boolean');
   const rt = cfm.runtime;
   const f = vae.downsampleFactor;
   let x: Tensor;
@@ -398,6 +394,7 @@ export async function upscaleImageUnqueued(models: BoostModels, image: RgbaImage
     if (image.rt !== rt) throw new ArgumentError(op, 'the image tensor belongs to another runtime (device) than the models');
     const [, , H, W] = image.shape as number[];
     checkImageSize(op, H!, W!, f);
+    checkUpscaledLatent(op, H! / f, W! / f, o.factor, cfm.sizeMultiple);
     x = image;
   } else {
     if (typeof image !== 'object' || image === null || !Number.isInteger(image.width) || !Number.isInteger(image.height) || !image.data) {
@@ -406,6 +403,7 @@ export async function upscaleImageUnqueued(models: BoostModels, image: RgbaImage
     const { width: W, height: H, data } = image;
     if (data.length !== W * H * 4) throw new ShapeError(op, `RGBA data has ${data.length} bytes, ${W}×${H}×4 = ${W * H * 4} expected`);
     checkImageSize(op, H, W, f);
+    checkUpscaledLatent(op, H / f, W / f, o.factor, cfm.sizeMultiple);
     x = rt.upload(rgbaToFloat(data, H, W), [1, 3, H, W], { label: 'upscaleImage.input' });
   }
   try {
@@ -442,6 +440,21 @@ export function rgbaToFloat(data: ArrayLike<number>, H: number, W: number): Floa
 }
 
 // ------------------------------------------------------------------------------------------ validation
+
+/** The ODE options of boost / upscaleImage (checked before any GPU work). */
+function checkBoostOptions(op: string, o: BoostOptions): { solver: OdeMethod; noisingStep: number } {
+  if (typeof o !== 'object' || o === null) throw new ArgumentError(op, 'options { factor, numSteps, … } are required');
+  checkFactor(op, o.factor);
+  const solver = o.solver ?? 'euler';
+  if (!(solver in ODE_EVALS_PER_STEP)) throw new ArgumentError(op, `solver must be 'euler', 'midpoint' or 'rk4', got '${String(solver)}'`);
+  checkNumSteps(op, o.numSteps);
+  const noisingStep = o.noisingStep ?? DEFAULT_NOISING_STEP;
+  checkNoisingStep(op, noisingStep);
+  const mode = o.mode ?? 'psu';
+  if (mode !== 'psu' && mode !== 'lsu') throw new ArgumentError(op, `mode must be 'psu' or 'lsu', got '${String(mode)}'`);
+  if (o.seed !== undefined && (!Number.isSafeInteger(o.seed) || o.seed < 0)) throw new ArgumentError(op, `seed must be a non-negative safe integer, got ${String(o.seed)}`);
+  return { solver, noisingStep };
+}
 
 /** @internal */
 export function checkModels(op: string, models: BoostModels): BoostModels {
@@ -519,6 +532,10 @@ export function noiseTensor(rt: Runtime, op: string, shape: readonly number[], n
   }
   const n = shape.reduce((a, b) => a * b, 1);
   return rt.upload(randn(seed ?? randomSeed(), n, stream), shape, { label: `${op}.noise` });
+}
+
+function checkUpscaledLatent(op: string, h: number, w: number, factor: number, m: number): void {
+  if ((h * factor) % m !== 0 || (w * factor) % m !== 0) throw new ShapeError(op, `the upsampled latent ${h * factor}×${w * factor} must be a multiple of ${m} for the network`);
 }
 
 function checkImageSize(op: string, H: number, W: number, f: number): void {
