@@ -166,16 +166,40 @@ export class AutoencoderKL {
     const dec = this.decoder;
     if (!dec) throw new ArgumentError('AutoencoderKL.decode', 'the decoder was not loaded (parts: encoder)');
     const op = 'AutoencoderKL.decode';
+    if (typeof z !== 'object' || z === null || !Array.isArray(z.shape)) throw new ShapeError(op, `z must be a [N, ${this.latentChannels}, h, w] tensor, got ${z === null ? 'null' : typeof z}`);
     if (z.shape.length !== 4) throw new ShapeError(op, `z must be [N, ${this.latentChannels}, h, w], got [${z.shape}]`);
     const [N, C, h, w] = z.shape as [number, number, number, number];
     if (C !== this.latentChannels) throw new ShapeError(op, `z has ${C} channels, the VAE's latent has ${this.latentChannels} (z [${z.shape}])`);
     if (N < 1 || h < 1 || w < 1) throw new ShapeError(op, `z [${z.shape}] is empty`);
     if (z.dtype !== 'f32') throw new ShapeError(op, `z must be f32, got ${z.dtype}`);
     const rt = z.rt;
-    const plan = this.planTiling(rt, 'decode', N, h, w, o.tiling);
+    let tiling = o.tiling;
+    let plan = this.planTiling(rt, 'decode', N, h, w, tiling);
     throwIfAborted(o.signal, op);
+    for (;;) {
+      try {
+        return await this.decodePlanned(dec, z, plan, tiling, o.signal);
+      } catch (e) {
+        // Out of memory while running (a buffer the GPU could not allocate, or an estimate that was low):
+        // everything the attempt made is freed; retry with half the tile edge while a smaller tile exists.
+        // Exact tiling gives the same image at any tile size. planTiling throws when nothing smaller fits.
+        if (!(e instanceof OutOfMemoryError) || tiling === 'off' || (plan.T <= 1 && plan.streamT <= 1)) throw e;
+        const base: TilingOptions = typeof tiling === 'object' ? tiling : {};
+        tiling = {
+          ...base,
+          tileSize: Math.max(1, Math.floor(plan.T / 2)),
+          ...(plan.mode === 'streaming' ? { mode: 'streaming' as const, streamTileSize: Math.max(1, Math.floor(plan.streamT / 2)) } : {}),
+        };
+        plan = this.planTiling(rt, 'decode', N, h, w, tiling);
+        throwIfAborted(o.signal, op);
+      }
+    }
+  }
+
+  private decodePlanned(dec: Decoder, z: Tensor, plan: TilingPlan, tiling: VaeRunOptions['tiling'], signal: AbortSignal | undefined): Promise<{ image: Tensor; report: TilingReport }> {
+    const rt = z.rt;
     return rt.scopeAsync(async () => {
-      const ex = new TileExec(rt, {}, o.signal);
+      const ex = new TileExec(rt, {}, signal);
       let x = this.split(ex, z, plan.T);
       if (this.postQuantConv) x = await ex.conv(this.postQuantConv, x, { consume: true });
       x = await dec.head(ex, x); // [N, C_top, h, w], exact
@@ -184,7 +208,7 @@ export class AutoencoderKL {
       if (plan.mode !== 'streaming') {
         y = await dec.upPath(ex, x);
       } else {
-        const s = await this.decodeStreaming(ex, dec, x, plan, o.tiling);
+        const s = await this.decodeStreaming(ex, dec, x, plan, tiling);
         y = s.y;
         Object.assign(report, s.report);
       }
@@ -293,6 +317,7 @@ export class AutoencoderKL {
     if (!enc) throw new ArgumentError(op, 'the encoder was not loaded (parts: decoder)');
     const inC = this.config.in_channels;
     const f = this.downsampleFactor;
+    if (typeof image !== 'object' || image === null || !Array.isArray(image.shape)) throw new ShapeError(op, `image must be a [N, ${inC}, H, W] tensor, got ${image === null ? 'null' : typeof image}`);
     if (image.shape.length !== 4) throw new ShapeError(op, `image must be [N, ${inC}, H, W], got [${image.shape}]`);
     const [N, C, H, W] = image.shape as [number, number, number, number];
     if (C !== inC) throw new ShapeError(op, `image has ${C} channels, the encoder takes ${inC} (image [${image.shape}])`);
