@@ -1,6 +1,6 @@
 import { BufferAllocator, type Allocation, type MemoryStats } from './allocator.js';
 import { f16ArrayToF32, f32ArrayToF16, storageBytes, type DType } from './dtype.js';
-import { AbortError, DeviceLostError, FmBoostError, OutOfMemoryError, ShaderCompileError, ShapeError } from './errors.js';
+import { AbortError, ArgumentError, DeviceLostError, FmBoostError, OutOfMemoryError, ShaderCompileError, ShapeError } from './errors.js';
 import { packParams, reflectShader, type ParamValues, type ShaderLayout } from './params.js';
 import { numel, Tensor } from './tensor.js';
 
@@ -186,6 +186,11 @@ export class Runtime {
     return this.dispatchCount;
   }
 
+  /** ArgumentError when `t` was made by another runtime (another device: its buffer cannot be bound here). */
+  assertOwn(t: Tensor, where: string): void {
+    if (t.rt !== this) throw new ArgumentError(where, `tensor '${t.label}' belongs to another runtime (GPU device); copy it through the CPU (read, then upload)`);
+  }
+
   /** Throws DeviceLostError if the device was lost. */
   assertAlive(): void {
     if (this.lostInfo) throw new DeviceLostError(this.lostInfo.reason, `GPU device lost: ${this.lostInfo.message || this.lostInfo.reason}`);
@@ -259,6 +264,7 @@ export class Runtime {
     if (x > maxWg || y > maxWg || z > maxWg) throw new ShapeError(label, `dispatch (${x}, ${y}, ${z}) exceeds ${maxWg} workgroups per dimension`);
     if (x === 0 || y === 0 || z === 0) return;
     const entries: GPUBindGroupEntry[] = bindings.map((b, i) => {
+      if (b instanceof Tensor) this.assertOwn(b, label);
       const buffer = b instanceof Tensor ? b.buffer : b;
       return { binding: layout.storage[i]!.binding, resource: { buffer } };
     });
@@ -334,6 +340,7 @@ export class Runtime {
 
   /** Copies `src` into a new tensor (same dtype). */
   clone(src: Tensor, label = src.label): Tensor {
+    this.assertOwn(src, 'clone');
     const t = this.empty(src.shape, src.dtype, label);
     this.encoderForCopy().copyBufferToBuffer(src.buffer, 0, t.buffer, 0, Math.ceil(src.byteLength / 4) * 4);
     return t;
@@ -341,12 +348,15 @@ export class Runtime {
 
   /** Copies `bytes` between tensors' buffers at byte offsets (multiples of 4). */
   copy(src: Tensor, srcOffset: number, dst: Tensor, dstOffset: number, bytes: number): void {
+    this.assertOwn(src, 'copy');
+    this.assertOwn(dst, 'copy');
     this.encoderForCopy().copyBufferToBuffer(src.buffer, srcOffset, dst.buffer, dstOffset, bytes);
   }
 
   /** Reads a tensor back as float32 (f16 storage is decoded). Submits pending work and waits for it. */
   async read(t: Tensor): Promise<Float32Array> {
     this.assertAlive();
+    this.assertOwn(t, 'read');
     const bytes = Math.ceil(t.byteLength / 4) * 4;
     const staging = this.device.createBuffer({ label: `read(${t.label})`, size: Math.max(4, bytes), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     this.encoderForCopy().copyBufferToBuffer(t.buffer, 0, staging, 0, bytes);
