@@ -71,7 +71,7 @@ export class BufferAllocator {
         return { buffer: buf, bytes: size, refs: 1, pooled, owner: this };
       }
     }
-    if (this.live + this.pooledBytes + size > this.budgetBytes) this.trim(this.live + size - this.budgetBytes);
+    if (this.live + this.pooledBytes + size > this.budgetBytes) this.trim(this.live + this.pooledBytes + size - this.budgetBytes);
     if (this.live + size > this.budgetBytes) {
       throw new OutOfMemoryError(size, Math.max(0, this.budgetBytes - this.live), `'${label}' does not fit the memory budget of ${fmtBytes(this.budgetBytes)} (${fmtBytes(this.live)} in use)`);
     }
