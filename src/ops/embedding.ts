@@ -37,7 +37,8 @@ function freqTensor(rt: Runtime, key: string, make: () => Float32Array): Tensor 
   let m = freqCache.get(rt);
   if (!m) freqCache.set(rt, (m = new Map()));
   let t = m.get(key);
-  if (!t || t.isDisposed) {
+  // After device loss and rt.restore(), a table of the old device is gone: make it again on the new one.
+  if (!t || t.isDisposed || t.allocation.owner !== rt.allocator) {
     const data = make();
     // A zero-length table still needs a bindable buffer.
     t = rt.keep(rt.upload(data.length ? data : new Float32Array(1), [Math.max(1, data.length)], { label: `embedding.${key}`, persistent: true }));
