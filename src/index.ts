@@ -38,7 +38,7 @@ export {
   loadModelSet, loadCfmStage, urlModelFiles, fileListModelFiles, bytesModelFiles, cachedUrlSource, clearModelCache, MODEL_CACHE_NAME,
   bundledTinyModelUrl, bundledTokenizerUrl,
   type ModelFiles, type ModelInput, type ModelSet, type CfmStageInput, type LoadedCfmStage, type LoadModelSetOptions, type LoadProgress,
-  type UrlModelFilesOptions, type PathedFile,
+  type UrlModelFilesOptions, type PathedFile, type SingleFileConfig, type SingleFileComponentConfigs,
 } from './pipelines/model-source.js';
 export { matmul, linear, conv2d, type Activation, type MatmulOptions, type Conv2dOptions } from './ops/index.js';
 export { AutoencoderKL, DEFAULT_MAX_TILE_BYTES, type AutoencoderKLLoadOptions, type TilingOptions, type TilingPlan, type TilingReport, type VaeRunOptions } from './models/vae/model.js';

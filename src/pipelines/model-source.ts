@@ -15,7 +15,7 @@ import { CfmUNet } from '../models/cfm-unet.js';
 import { CLIPTextConfig, CLIPTextModel } from '../models/clip-text-encoder.js';
 import { CLIPTokenizer } from '../models/clip-tokenizer.js';
 import { UNet2DConditionConfig, UNet2DConditionModel } from '../models/unet-2d-condition/index.js';
-import { AutoencoderKLConfig } from '../models/vae/config.js';
+import { AutoencoderKLConfig, parseAutoencoderKLConfig, type AutoencoderKLConfig as AutoencoderKLConfigJson } from '../models/vae/config.js';
 import { AutoencoderKL } from '../models/vae/model.js';
 import { AbortError, ArgumentError, ConfigError, IOError, throwIfAborted } from '../runtime/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
@@ -299,12 +299,42 @@ export interface LoadModelSetOptions {
    * UNet and tokenizer files are not read at all, and a folder needs only vae/ and cfm/).
    */
   components?: 'all' | 'upscale';
+  /**
+   * SD single-file checkpoints only (the file holds weights, not configs). Without it the SD-1.5 presets are used
+   * (LCM-distilled when the file has `time_embed.cond_proj`), which fits SD-1.x fine-tunes; a checkpoint of another
+   * size needs its configs, like diffusers' `from_single_file(…, config=…)`:
+   * - a diffusers folder of the same architecture (`ModelFiles`, or a base URL): its `unet/config.json`,
+   *   `vae/config.json`, `text_encoder/config.json` and (if present) `scheduler/scheduler_config.json` are read,
+   *   none of its weights;
+   * - or `{ unet?, vae?, textEncoder?, scheduler? }`: each the parsed JSON of that component's config file
+   *   (diffusers / transformers field names), or that JSON file as a URL or ByteSource; a component left out keeps
+   *   its SD-1.5 preset.
+   *
+   * The file's weight shapes are checked against the configs before anything is uploaded (ConfigError naming the
+   * tensor). Passing it with a diffusers folder as the model is an ArgumentError.
+   */
+  singleFileConfig?: SingleFileConfig;
   /** Browser: cache downloaded ranges (default true). */
   cache?: boolean;
   fetch?: typeof fetch;
   headers?: Record<string, string>;
   onProgress?: (p: LoadProgress) => void;
   signal?: AbortSignal;
+}
+
+/** Configs for an SD single-file checkpoint that is not SD-1.5-sized (see LoadModelSetOptions.singleFileConfig). */
+export type SingleFileConfig = ModelFiles | string | URL | SingleFileComponentConfigs;
+
+/** Per-component configs: parsed JSON objects, or JSON files (URL, ByteSource). */
+export interface SingleFileComponentConfigs {
+  /** diffusers `unet/config.json` (UNet2DConditionModel). */
+  unet?: unknown;
+  /** diffusers `vae/config.json` (AutoencoderKL). */
+  vae?: unknown;
+  /** transformers `text_encoder/config.json` (CLIPTextModel). */
+  textEncoder?: unknown;
+  /** diffusers `scheduler/scheduler_config.json`. */
+  scheduler?: unknown;
 }
 
 /** A loaded CFM stage: the network and its defaults (REFERENCE §5.6: checkpoint, factor, noising step, solver). */
@@ -358,7 +388,10 @@ export async function loadModelSet(rt: Runtime, input: ModelInput, o: LoadModelS
   const progress = new ProgressMeter(o.onProgress);
   const net: Net = { fetch: o.fetch, headers: o.headers, cache: o.cache, signal: o.signal };
   const resolved = await resolveInput(input, net);
-  const plan = resolved.kind === 'single' ? await planSingleFile(resolved.source, o, progress) : await planHubFolder(resolved.files, o, progress);
+  if (o.singleFileConfig !== undefined && resolved.kind !== 'single') {
+    throw new ArgumentError(where, `singleFileConfig applies to SD single-file checkpoints; ${resolved.files.name} is a folder with its own config.json files`);
+  }
+  const plan = resolved.kind === 'single' ? await planSingleFile(resolved.source, o, progress, net) : await planHubFolder(resolved.files, o, progress);
   const stageInputs = o.cfm === false ? [] : o.cfm === undefined ? (plan.folderCfm ? [plan.folderCfm] : []) : Array.isArray(o.cfm) ? o.cfm : [o.cfm];
   const stages = [];
   for (const s of stageInputs) stages.push(await prepareCfmStage(s, net, progress));
@@ -503,8 +536,12 @@ interface Plan {
   folderCfm?: CfmStageInput;
 }
 
-/** SD single-file checkpoint: one file, three models split by prefix (models/keys.ts), configs from the SD-1.5 presets. */
-async function planSingleFile(raw: ByteSource, o: LoadModelSetOptions, progress: ProgressMeter): Promise<Plan> {
+/**
+ * SD single-file checkpoint: one file, three models split by prefix (models/keys.ts). Configs: the SD-1.5 presets,
+ * or `singleFileConfig`; either way the file's anchor tensors are checked against them before any upload.
+ */
+async function planSingleFile(raw: ByteSource, o: LoadModelSetOptions, progress: ProgressMeter, net: Net): Promise<Plan> {
+  const given = await readSingleFileConfigs(o.singleFileConfig, net);
   const tensors = await openTensors(progress.track(raw), o.signal);
   const keys = tensors.keys();
   const has = (re: RegExp) => keys.some((k) => re.test(k));
@@ -513,15 +550,113 @@ async function planSingleFile(raw: ByteSource, o: LoadModelSetOptions, progress:
   }
   // LCM-distilled UNets carry the guidance projection.
   const lcm = has(/^model\.diffusion_model\.time_embed(ding)?\.cond_proj\.weight$/);
+  const unetConfig = given.unet ?? (lcm ? UNet2DConditionConfig.lcmSd15 : UNet2DConditionConfig.sd15);
+  const clipConfig = given.textEncoder ?? CLIPTextConfig.sd15;
+  const vaeConfig = given.vae ?? parseAutoencoderKLConfig(AutoencoderKLConfig.sd15);
+  checkSingleFileShapes(raw.name, tensors, { unet: unetConfig, textEncoder: clipConfig, vae: vaeConfig }, given, o.components !== 'upscale');
   return {
     textEncoder: tensors,
     unet: tensors,
     vae: tensors,
-    clipConfig: CLIPTextConfig.sd15,
-    unetConfig: lcm ? UNet2DConditionConfig.lcmSd15 : UNet2DConditionConfig.sd15,
-    vaeConfig: AutoencoderKLConfig.sd15,
-    schedulerConfig: SD15_SCHEDULER_CONFIG,
+    clipConfig,
+    unetConfig,
+    vaeConfig,
+    schedulerConfig: given.scheduler ?? SD15_SCHEDULER_CONFIG,
   };
+}
+
+interface ParsedSingleFileConfigs {
+  unet?: UNet2DConditionConfig;
+  vae?: AutoencoderKLConfigJson;
+  textEncoder?: CLIPTextConfig;
+  scheduler?: SchedulerConfig;
+}
+
+const SINGLE_FILE_COMPONENTS = ['unet', 'vae', 'textEncoder', 'scheduler'] as const;
+
+/** Reads and validates `singleFileConfig` (ArgumentError for a wrong form, ConfigError for a bad config). */
+async function readSingleFileConfigs(c: SingleFileConfig | undefined, net: Net): Promise<ParsedSingleFileConfigs> {
+  const where = 'loadModelSet: singleFileConfig';
+  if (c === undefined) return {};
+  const json: Partial<Record<(typeof SINGLE_FILE_COMPONENTS)[number], unknown>> = {};
+  const names: Record<(typeof SINGLE_FILE_COMPONENTS)[number], string> = {
+    unet: 'unet/config.json',
+    vae: 'vae/config.json',
+    textEncoder: 'text_encoder/config.json',
+    scheduler: 'scheduler/scheduler_config.json',
+  };
+  if (isModelFiles(c) || typeof c === 'string' || c instanceof URL) {
+    const files = isModelFiles(c) ? c : await urlModelFiles(c, { ...net, files: Object.values(names) });
+    const all = new Set(files.list());
+    for (const k of SINGLE_FILE_COMPONENTS) {
+      const p = names[k];
+      const optional = k === 'scheduler';
+      if (!all.has(p)) {
+        if (optional) continue;
+        throw new ConfigError(`${files.name}${files.name.endsWith('/') ? '' : '/'}${p}`, 'missing: a singleFileConfig folder needs unet/, vae/ and text_encoder/ config.json files');
+      }
+      try {
+        json[k] = await readJson(await files.open(p, net.signal), undefined, net.signal);
+      } catch (e) {
+        // A base URL is asked for each file: a server without the scheduler's file keeps the SD-1.5 schedule.
+        if (optional && e instanceof IOError) continue;
+        throw e;
+      }
+    }
+  } else if (typeof c === 'object' && c !== null && !isByteSource(c) && !(typeof Blob !== 'undefined' && c instanceof Blob)) {
+    const extra = Object.keys(c).filter((k) => !(SINGLE_FILE_COMPONENTS as readonly string[]).includes(k));
+    if (extra.length) throw new ArgumentError(where, `unknown component(s) ${extra.map((k) => `'${k}'`).join(', ')}; expected unet, vae, textEncoder, scheduler`);
+    for (const k of SINGLE_FILE_COMPONENTS) {
+      const v = (c as SingleFileComponentConfigs)[k];
+      if (v === undefined) continue;
+      if (isByteSource(v)) json[k] = await readJson(v, undefined, net.signal);
+      else if (typeof v === 'string' || v instanceof URL) json[k] = await readJson(await cachedUrlSource(absoluteUrl(String(v)), net), undefined, net.signal);
+      else if (typeof v === 'object' && v !== null && !Array.isArray(v)) json[k] = v;
+      else throw new ArgumentError(where, `${k} must be a config JSON object, or a URL or ByteSource of one`);
+    }
+  } else {
+    throw new ArgumentError(where, 'expected a diffusers folder (ModelFiles or base URL) or { unet?, vae?, textEncoder?, scheduler? } configs');
+  }
+  return {
+    unet: json.unet === undefined ? undefined : UNet2DConditionConfig.fromDiffusers(json.unet, names.unet),
+    vae: json.vae === undefined ? undefined : parseAutoencoderKLConfig(json.vae, names.vae),
+    textEncoder: json.textEncoder === undefined ? undefined : CLIPTextConfig.fromTransformers(json.textEncoder, names.textEncoder),
+    scheduler:
+      json.scheduler === undefined
+        ? undefined
+        : checkedSchedulerConfig(schedulerConfigFromDiffusers(json.scheduler as Record<string, unknown>, names.scheduler), names.scheduler),
+  };
+}
+
+/**
+ * The first tensor of each model against its config, so a checkpoint of another size fails before any upload
+ * with a ConfigError that says what to pass (the loaders would only name the first mismatching weight).
+ */
+function checkSingleFileShapes(
+  file: string,
+  t: TensorSource,
+  c: { unet: UNet2DConditionConfig; textEncoder: CLIPTextConfig; vae: AutoencoderKLConfigJson },
+  given: ParsedSingleFileConfigs,
+  textToImage: boolean,
+): void {
+  const all: [keyof ParsedSingleFileConfigs, string, number[]][] = [
+    ['unet', 'model.diffusion_model.input_blocks.0.0.weight', [c.unet.blockOutChannels[0]!, c.unet.inChannels, c.unet.convInKernel, c.unet.convInKernel]],
+    ['unet', 'model.diffusion_model.out.2.weight', [c.unet.outChannels, c.unet.blockOutChannels[0]!, c.unet.convOutKernel, c.unet.convOutKernel]],
+    ['textEncoder', 'cond_stage_model.transformer.text_model.embeddings.token_embedding.weight', [c.textEncoder.vocabSize, c.textEncoder.hiddenSize]],
+    ['vae', 'first_stage_model.decoder.conv_in.weight', [c.vae.block_out_channels.at(-1)!, c.vae.latent_channels, 3, 3]],
+    ['vae', 'first_stage_model.encoder.conv_in.weight', [c.vae.block_out_channels[0]!, c.vae.in_channels, 3, 3]],
+  ];
+  // The upscaler loads only the VAE: the other models' presets need not fit.
+  const anchors = textToImage ? all : all.filter(([component]) => component === 'vae');
+  for (const [component, key, want] of anchors) {
+    if (!t.keys().includes(key)) continue; // the model's own load names a missing weight
+    const got = t.info(key).shape;
+    if (got.join() === want.join()) continue;
+    const what = given[component]
+      ? `the given ${component} config expects [${want.join(', ')}]: that config does not describe this checkpoint`
+      : `the SD-1.5 ${component} preset expects [${want.join(', ')}]: this checkpoint is not SD-1.5-sized; pass singleFileConfig (a diffusers folder of its architecture, or { unet, vae, textEncoder } configs)`;
+    throw new ConfigError(file, `${key} is [${got.join(', ')}], ${what}`);
+  }
 }
 
 async function planHubFolder(files: ModelFiles, o: LoadModelSetOptions, progress: ProgressMeter): Promise<Plan> {

@@ -1,6 +1,8 @@
 /**
  * Model sources: dropped-file path matching, the URL folder (files.json, Range reads, progress, only the needed
- * files), the hub-layout/single-file loaders' early failures, and WeightScope.synthesize (make-tiny's key lists).
+ * files), the hub-layout/single-file loaders' early failures, SD single-file checkpoints (.safetensors and .ckpt)
+ * built from the fixture files and checked against their reference outputs, singleFileConfig, and
+ * WeightScope.synthesize (make-tiny's key lists).
  */
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,6 +17,15 @@ import { parseAutoencoderKLConfig } from '../../src/models/vae/config.js';
 import { ArgumentError, ConfigError, IOError, WeightError } from '../../src/runtime/errors.js';
 import { startStaticServer, type StaticServer } from '../browser/harness.js';
 import { testRuntime } from '../helpers/device.js';
+import { expectClose } from '../helpers/close.js';
+import { FIXTURES, fx, loadFixture, nodeLoader, tolerance } from '../helpers/fixtures.js';
+import { TINY_CLIP, TINY_UNET, unetResults } from '../shared/fixtures-unet.js';
+import { stateDictPickle, torchZip, type TensorSpec } from '../io/torch-zip.js';
+import { UNet2DConditionConfig } from '../../src/models/unet-2d-condition/index.js';
+import { SD15_SCHEDULER_CONFIG } from '../../src/pipelines/schedulers/index.js';
+import type { HostTensor } from '../../src/io/safetensors.js';
+import type { ModelSet } from '../../src/pipelines/model-source.js';
+import type { Runtime } from '../../src/runtime/runtime.js';
 
 const TINY = bundledModelDir();
 
@@ -117,6 +128,123 @@ describe('loaders fail early and name the problem', () => {
     expect(((await resolveModelPath(join(TINY, 'model_index.json'))) as { size: number }).size).toBeGreaterThan(0);
     expect(await resolveModelPath('https://example.invalid/model.safetensors')).toBe('https://example.invalid/model.safetensors');
     await expect(resolveModelPath('/no/such/path')).rejects.toThrow(IOError);
+  });
+});
+
+describe('SD single-file checkpoints built from the fixtures', () => {
+  // unet_ldm and vae_ldm already carry the single-file prefixes (model.diffusion_model., first_stage_model.); the CLIP
+  // text model gets cond_stage_model.transformer., as in an SD-1.x .safetensors/.ckpt.
+  const PARTS: [file: string, prefix: string][] = [
+    ['unet_ldm.safetensors', ''],
+    ['vae_ldm.safetensors', ''],
+    ['clip.safetensors', 'cond_stage_model.transformer.'],
+  ];
+  const entries = (): { name: string; tensor: HostTensor }[] =>
+    PARTS.flatMap(([file, prefix]) => [...loadFixture(file)].map(([k, t]) => ({ name: prefix + k, tensor: { dtype: 'f32' as const, shape: t.shape, data: t.data as Float32Array } })));
+  const json = (name: string): Record<string, unknown> => JSON.parse(readFileSync(FIXTURES + name, 'utf8')) as Record<string, unknown>;
+  /** The fixture models' configs, as singleFileConfig's per-component form takes them. */
+  const configs = () => ({ unet: json('unet.config.json'), vae: json('vae.config.json'), textEncoder: json('clip.config.json') });
+  const tokenizer = () => bytesSource(readFileSync(FIXTURES + 'bpe_simple_vocab_16e6.txt.gz'), 'bpe');
+
+  /** A torch.save zip ({'state_dict': OrderedDict}) of the same tensors, one float32 storage each. */
+  function ckptBytes(): Uint8Array {
+    const specs: Record<string, TensorSpec> = {};
+    const storages: Record<string, Uint8Array> = {};
+    for (const [i, e] of entries().entries()) {
+      const d = e.tensor.data as Float32Array;
+      specs[e.name] = { storageKey: String(i), storageNumel: d.length, shape: e.tensor.shape };
+      storages[String(i)] = new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+    }
+    return torchZip(stateDictPickle(specs), storages);
+  }
+
+  /** Every model of the set against the separate fixture files' reference outputs, at the fixture tolerances. */
+  async function expectFixtureOutputs(rt: Runtime, set: ModelSet, label: string): Promise<void> {
+    const hidden = set.textEncoder!.encode(fx('clip.io.safetensors', 'input_ids').data as Int32Array);
+    try {
+      expectClose(await rt.read(hidden), fx('clip.io.safetensors', 'last_hidden_state').data, tolerance('clip', 'last_hidden_state'), `${label} clip`);
+    } finally {
+      hidden.dispose();
+    }
+    const unet = await unetResults(rt, nodeLoader, { model: set.unet! });
+    expect(unet.length).toBeGreaterThan(1); // out and the debug intermediates
+    for (const r of unet) expectClose(r.actual, r.expected, tolerance('unet', 'out'), `${label} unet ${r.name}`);
+    const io = (k: string) => fx('vae.io.safetensors', k);
+    await rt.scopeAsync(async () => {
+      const { mean, logvar } = await set.vae.encode(rt.upload(io('image').data, io('image').shape), { tiling: 'off' });
+      const decoded = await set.vae.decode(rt.upload(io('z').data, io('z').shape), { tiling: 'off' });
+      expectClose(await rt.read(mean), io('posterior_mean').data, tolerance('vae', 'posterior_mean'), `${label} vae mean`);
+      expectClose(await rt.read(logvar), io('posterior_logvar').data, tolerance('vae', 'posterior_logvar'), `${label} vae logvar`);
+      expectClose(await rt.read(decoded), io('decoded').data, tolerance('vae', 'decoded'), `${label} vae decoded`);
+    });
+  }
+
+  it('.safetensors with per-component configs: the models match the separate fixture files', { timeout: 600_000 }, async () => {
+    const rt = await testRuntime();
+    const file = bytesSource(writeSafetensors(entries()), 'sd-tiny.safetensors');
+    const set = await loadModelSet(rt, file, { cfm: false, tokenizer: tokenizer(), singleFileConfig: configs() });
+    try {
+      expect(set.source).toBe('sd-tiny.safetensors');
+      expect(set.unet!.config).toEqual(TINY_UNET);
+      expect(set.textEncoder!.config).toEqual(TINY_CLIP);
+      expect(set.vae.config.block_out_channels).toEqual([16, 32]);
+      expect(set.schedulerConfig).toEqual(SD15_SCHEDULER_CONFIG);
+      expect(set.tokenizer!.encode('a photo of a cat').ids[1]).toBe(320);
+      await expectFixtureOutputs(rt, set, 'safetensors');
+    } finally {
+      set.dispose();
+    }
+  });
+
+  it('.ckpt (torch.save zip) with the configs of a diffusers folder: the same outputs', { timeout: 600_000 }, async () => {
+    const rt = await testRuntime();
+    const enc = (o: unknown) => new TextEncoder().encode(JSON.stringify(o));
+    const c = configs();
+    const sched = { _class_name: 'DDIMScheduler', beta_start: 0.001, beta_end: 0.02, beta_schedule: 'linear', num_train_timesteps: 1000 };
+    // Weights in the folder would be ignored: only the config files are read.
+    const folder = bytesModelFiles({ 'unet/config.json': enc(c.unet), 'vae/config.json': enc(c.vae), 'text_encoder/config.json': enc(c.textEncoder), 'scheduler/scheduler_config.json': enc(sched) }, 'tiny-configs');
+    const set = await loadModelSet(rt, bytesSource(ckptBytes(), 'sd-tiny.ckpt'), { cfm: false, tokenizer: tokenizer(), singleFileConfig: folder });
+    try {
+      expect(set.unet!.config).toEqual(TINY_UNET);
+      expect(set.schedulerConfig.betaStart).toBe(0.001);
+      expect(set.schedulerConfig.betaSchedule).toBe('linear');
+      await expectFixtureOutputs(rt, set, 'ckpt');
+    } finally {
+      set.dispose();
+    }
+  });
+
+  it('a checkpoint that is not SD-1.5-sized fails before any upload and says to pass singleFileConfig', async () => {
+    const rt = await testRuntime();
+    const file = bytesSource(writeSafetensors(entries()), 'sd-tiny.safetensors');
+    const before = rt.allocator.stats().liveBytes;
+    const err = await loadModelSet(rt, file, { cfm: false, tokenizer: tokenizer() }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(String(err)).toMatch(/model\.diffusion_model\.input_blocks\.0\.0\.weight is \[32, 4, 3, 3\], the SD-1\.5 unet preset expects \[320, 4, 3, 3\].*singleFileConfig/);
+    // Only the VAE given: the UNet and CLIP keep their SD-1.5 presets, so the UNet is still refused.
+    await expect(loadModelSet(rt, file, { cfm: false, tokenizer: tokenizer(), singleFileConfig: { vae: configs().vae } })).rejects.toThrow(/SD-1\.5 unet preset/);
+    // A config of the wrong size is named as the given one.
+    const small = { ...configs(), vae: { ...configs().vae, block_out_channels: [8, 16] } };
+    await expect(loadModelSet(rt, file, { cfm: false, tokenizer: tokenizer(), singleFileConfig: small })).rejects.toThrow(/first_stage_model\.decoder\.conv_in\.weight is \[32, 4, 3, 3\], the given vae config expects \[16, 4, 3, 3\]/);
+    // The upscaler needs only the VAE: the UNet and CLIP presets are not held against the file.
+    const vaeOnly = await loadModelSet(rt, file, { cfm: false, components: 'upscale', singleFileConfig: { vae: configs().vae } });
+    expect(vaeOnly.unet).toBeUndefined();
+    expect(vaeOnly.vae.config.block_out_channels).toEqual([16, 32]);
+    vaeOnly.dispose();
+    expect(rt.allocator.stats().liveBytes).toBe(before);
+  });
+
+  it('singleFileConfig is validated', async () => {
+    const rt = await testRuntime();
+    const file = bytesSource(writeSafetensors(entries()), 'sd-tiny.safetensors');
+    const o = { cfm: false as const, tokenizer: tokenizer() };
+    await expect(loadModelSet(rt, await folderModelFiles(TINY), { ...o, singleFileConfig: configs() })).rejects.toThrow(/singleFileConfig applies to SD single-file checkpoints/);
+    await expect(loadModelSet(rt, file, { ...o, singleFileConfig: { ...configs(), clip: {} } as object })).rejects.toThrow(/unknown component\(s\) 'clip'/);
+    await expect(loadModelSet(rt, file, { ...o, singleFileConfig: { unet: 42 } })).rejects.toThrow(ArgumentError);
+    await expect(loadModelSet(rt, file, { ...o, singleFileConfig: 42 as unknown as string })).rejects.toThrow(ArgumentError);
+    await expect(loadModelSet(rt, file, { ...o, singleFileConfig: { ...configs(), unet: { ...configs().unet, in_channels: 'four' } } })).rejects.toThrow(ConfigError);
+    await expect(loadModelSet(rt, file, { ...o, singleFileConfig: bytesModelFiles({ 'unet/config.json': new TextEncoder().encode('{}') }) })).rejects.toThrow(/vae\/config\.json.*missing/);
+    await expect(loadModelSet(rt, file, { ...o, singleFileConfig: { ...configs(), scheduler: { beta_start: -1 } } })).rejects.toThrow(ConfigError);
   });
 });
 
