@@ -181,6 +181,13 @@ export class Runtime {
     return this.lostInfo !== null;
   }
 
+  /**
+   * False for allocation-only measurements (bench/vae-memory.ts --allocation-only): every dispatch is still
+   * validated and recorded (pipeline, bind group, Params) and every tensor allocated as usual, but its
+   * workgroups are not launched, so the results are undefined. Copies and clears still run. Default true.
+   */
+  executeDispatches = true;
+
   /** Total dispatches recorded since creation (for benchmarks: dispatches per network call). */
   get dispatches(): number {
     return this.dispatchCount;
@@ -278,7 +285,7 @@ export class Runtime {
     const pass = this.openPass();
     pass.setPipeline(kernel.pipeline);
     pass.setBindGroup(0, bindGroup);
-    pass.dispatchWorkgroups(x, y, z);
+    if (this.executeDispatches) pass.dispatchWorkgroups(x, y, z);
     this.dispatchCount++;
     if (++this.pending >= this.maxPending) this.flush();
   }
