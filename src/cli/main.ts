@@ -11,9 +11,9 @@ import { PNG } from 'pngjs';
 import { convertCheckpoint } from '../io/checkpoint.js';
 import { fileSource } from '../node/fs-source.js';
 import { createNodeRuntime } from '../node/gpu.js';
-import { bundledModelDir, cfmStageFromPath, loadModelFromPath } from '../node/model-folder.js';
+import { bundledModelDir, cfmStageFromPath, loadModelFromPath, resolveModelPath } from '../node/model-folder.js';
 import { FMBoostPipeline, type GenerateStage } from '../pipelines/fmboost-pipeline.js';
-import type { LoadProgress } from '../pipelines/model-source.js';
+import type { LoadProgress, ModelFiles, SingleFileConfig } from '../pipelines/model-source.js';
 import { FmBoostError, fmtBytes } from '../runtime/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 
@@ -104,9 +104,31 @@ async function runtime(): Promise<Runtime> {
   return createNodeRuntime({ log: verbose ? (m) => process.stderr.write(m + '\n') : () => {} });
 }
 
-async function loadPipeline(rt: Runtime, o: { model?: string; cfm?: string[]; cfmConfig?: string; dtype?: 'auto' | 'f32' | 'f16'; fp16?: boolean; ema?: boolean }, progress: Progress): Promise<FMBoostPipeline> {
+/** --model-config: a diffusers folder (local or URL) whose config.json files describe a single-file checkpoint. */
+async function singleFileConfig(spec: string | undefined, model: string | undefined): Promise<SingleFileConfig | undefined> {
+  if (spec === undefined) return undefined;
+  if (model === undefined || !/\.(safetensors|ckpt)(\?|$)/i.test(model)) throw new UsageError('--model-config applies to an SD single-file checkpoint given with --model (.safetensors or .ckpt)');
+  if (/^https?:\/\//i.test(spec)) return spec;
+  const files = await resolveModelPath(spec);
+  if (typeof (files as ModelFiles).list !== 'function') throw new UsageError(`--model-config takes a diffusers folder (unet/, vae/, text_encoder/ with config.json), not a file: ${spec}`);
+  return files as ModelFiles;
+}
+
+async function loadPipeline(
+  rt: Runtime,
+  o: { model?: string; modelConfig?: string; components?: 'upscale'; cfm?: string[]; cfmConfig?: string; dtype?: 'auto' | 'f32' | 'f16'; fp16?: boolean; ema?: boolean },
+  progress: Progress,
+): Promise<FMBoostPipeline> {
+  const config = await singleFileConfig(o.modelConfig, o.model);
   const cfm = o.cfm?.length ? await Promise.all(o.cfm.map((f) => cfmStageFromPath(f, { config: o.cfmConfig, ema: o.ema }))) : undefined;
-  const models = await loadModelFromPath(rt, o.model, { cfm, dtype: o.dtype, variant: o.fp16 ? 'fp16' : undefined, onProgress: loadProgress(progress) });
+  const models = await loadModelFromPath(rt, o.model, {
+    cfm,
+    dtype: o.dtype,
+    variant: o.fp16 ? 'fp16' : undefined,
+    singleFileConfig: config,
+    components: o.components,
+    onProgress: loadProgress(progress),
+  });
   progress.done();
   return FMBoostPipeline.fromModels(rt, models);
 }
@@ -158,15 +180,16 @@ program
   .description('text → image (512² by SD, then the CFM stage(s) for 1024² and 2048²)')
   .argument('<prompt>', 'the text prompt')
   .option('-n, --negative <text>', 'negative prompt (with classifier-free guidance)')
-  .addOption(new Option('-s, --size <px>', 'output size').argParser(oneOf('--size', [512, 1024, 2048] as const, true)).default(1024))
-  .addOption(new Option('--scheduler <name>', 'SD sampler (default: lcm for LCM-distilled UNets, else ddim)').argParser(oneOf('--scheduler', ['ddim', 'euler', 'lcm'] as const)))
+  .addOption(new Option('-s, --size <px>', 'output size: 512, 1024 or 2048').argParser(oneOf('--size', [512, 1024, 2048] as const, true)).default(1024))
+  .addOption(new Option('--scheduler <name>', 'SD sampler: ddim, euler or lcm (default: lcm for LCM-distilled UNets, else ddim)').argParser(oneOf('--scheduler', ['ddim', 'euler', 'lcm'] as const)))
   .option('--steps <n>', 'SD sampler steps (default 4 with lcm, else 25)', int('--steps', 1, 1000))
   .option('-g, --guidance <scale>', 'classifier-free guidance scale', num('--guidance', 0, 50))
-  .addOption(new Option('--cfm-solver <name>', 'ODE solver of the CFM stage').argParser(oneOf('--cfm-solver', ['euler', 'midpoint', 'rk4'] as const)))
+  .addOption(new Option('--cfm-solver <name>', "ODE solver of the CFM stage: euler, midpoint or rk4 (default: the stage's, else euler)").argParser(oneOf('--cfm-solver', ['euler', 'midpoint', 'rk4'] as const)))
   .option('--cfm-steps <n>', "ODE grid points of the CFM stage (default: the stage's, else 40)", int('--cfm-steps', 2, 1000))
   .option('--noising-step <n>', "forward-diffusion step of the CFM source noise (default: the stage's, 400)", int('--noising-step', 0, 999))
   .option('--seed <n>', 'random seed (default: random, printed)', int('--seed', 0, 2 ** 32 - 1))
   .option('-m, --model <folder|url|file>', 'diffusers folder or URL, or an SD single-file .safetensors/.ckpt (default: bundled tiny model)')
+  .option('--model-config <folder|url>', 'single-file --model that is not SD-1.5-sized: a diffusers folder whose unet/, vae/, text_encoder/ config.json describe it')
   .option('--cfm <file>', 'CFM stage weights (.safetensors or training .ckpt); repeat for a cascade', collect)
   .option('--cfm-config <file>', 'CFM config JSON (default: <weights>.config.json or config.json beside it)')
   .option('--online', 'training checkpoints: use the online weights instead of the EMA ones')
@@ -180,7 +203,7 @@ program
     const rt = await runtime();
     let pipe: FMBoostPipeline | undefined;
     try {
-      pipe = await loadPipeline(rt, { model: o.model, cfm: o.cfm, cfmConfig: o.cfmConfig, dtype: o.dtype, fp16: o.fp16, ema: o.online ? false : undefined }, progress);
+      pipe = await loadPipeline(rt, { model: o.model, modelConfig: o.modelConfig, cfm: o.cfm, cfmConfig: o.cfmConfig, dtype: o.dtype, fp16: o.fp16, ema: o.online ? false : undefined }, progress);
       const ac = new AbortController();
       process.once('SIGINT', () => ac.abort());
       const r = await pipe.generate({
@@ -214,11 +237,12 @@ program
   .command('upscale')
   .description('a picture (PNG) → ×2 or ×4 with the CFM stage(s): VAE encode → CFM → decode')
   .argument('<image>', 'input PNG (edges are cropped to multiples of 8)')
-  .addOption(new Option('-f, --factor <n>', 'scale factor').argParser(oneOf('--factor', [2, 4] as const, true)).default(2))
-  .addOption(new Option('--cfm-solver <name>', 'ODE solver').argParser(oneOf('--cfm-solver', ['euler', 'midpoint', 'rk4'] as const)))
+  .addOption(new Option('-f, --factor <n>', 'scale factor: 2 or 4').argParser(oneOf('--factor', [2, 4] as const, true)).default(2))
+  .addOption(new Option('--cfm-solver <name>', 'ODE solver: euler, midpoint or rk4').argParser(oneOf('--cfm-solver', ['euler', 'midpoint', 'rk4'] as const)))
   .option('--cfm-steps <n>', "ODE grid points (default: the stage's, else 40)", int('--cfm-steps', 2, 1000))
   .option('--seed <n>', 'random seed', int('--seed', 0, 2 ** 32 - 1))
   .option('-m, --model <folder|url|file>', 'model with the VAE (default: bundled tiny model)')
+  .option('--model-config <folder|url>', 'single-file --model whose VAE is not SD-1.5-sized: a diffusers folder with its vae/config.json')
   .option('--cfm <file>', 'CFM stage weights; repeat for ×2 then ×2', collect)
   .option('--cfm-config <file>', 'CFM config JSON')
   .option('-o, --output <file>', 'output PNG (default: <input>.x<factor>.png)')
@@ -228,7 +252,7 @@ program
     const rt = await runtime();
     let pipe: FMBoostPipeline | undefined;
     try {
-      pipe = await loadPipeline(rt, { model: o.model, cfm: o.cfm, cfmConfig: o.cfmConfig }, progress);
+      pipe = await loadPipeline(rt, { model: o.model, modelConfig: o.modelConfig, components: 'upscale', cfm: o.cfm, cfmConfig: o.cfmConfig }, progress);
       const r = await pipe.upscale(input, { factor: o.factor, seed: o.seed, cfm: { solver: o.cfmSolver, steps: o.cfmSteps }, onProgress: (s, i, n) => progress.update(s, i, n) });
       progress.done();
       const out = o.output ?? join(dirname(image), `${basename(image, extname(image))}.x${o.factor}.png`);

@@ -541,7 +541,8 @@ interface Plan {
  * or `singleFileConfig`; either way the file's anchor tensors are checked against them before any upload.
  */
 async function planSingleFile(raw: ByteSource, o: LoadModelSetOptions, progress: ProgressMeter, net: Net): Promise<Plan> {
-  const given = await readSingleFileConfigs(o.singleFileConfig, net);
+  const textToImage = o.components !== 'upscale';
+  const given = await readSingleFileConfigs(o.singleFileConfig, net, textToImage);
   const tensors = await openTensors(progress.track(raw), o.signal);
   const keys = tensors.keys();
   const has = (re: RegExp) => keys.some((k) => re.test(k));
@@ -553,7 +554,7 @@ async function planSingleFile(raw: ByteSource, o: LoadModelSetOptions, progress:
   const unetConfig = given.unet ?? (lcm ? UNet2DConditionConfig.lcmSd15 : UNet2DConditionConfig.sd15);
   const clipConfig = given.textEncoder ?? CLIPTextConfig.sd15;
   const vaeConfig = given.vae ?? parseAutoencoderKLConfig(AutoencoderKLConfig.sd15);
-  checkSingleFileShapes(raw.name, tensors, { unet: unetConfig, textEncoder: clipConfig, vae: vaeConfig }, given, o.components !== 'upscale');
+  checkSingleFileShapes(raw.name, tensors, { unet: unetConfig, textEncoder: clipConfig, vae: vaeConfig }, given, textToImage);
   return {
     textEncoder: tensors,
     unet: tensors,
@@ -574,8 +575,11 @@ interface ParsedSingleFileConfigs {
 
 const SINGLE_FILE_COMPONENTS = ['unet', 'vae', 'textEncoder', 'scheduler'] as const;
 
-/** Reads and validates `singleFileConfig` (ArgumentError for a wrong form, ConfigError for a bad config). */
-async function readSingleFileConfigs(c: SingleFileConfig | undefined, net: Net): Promise<ParsedSingleFileConfigs> {
+/**
+ * Reads and validates `singleFileConfig` (ArgumentError for a wrong form, ConfigError for a bad config). From a
+ * folder, the upscaler (`textToImage` false) reads only `vae/config.json`.
+ */
+async function readSingleFileConfigs(c: SingleFileConfig | undefined, net: Net, textToImage: boolean): Promise<ParsedSingleFileConfigs> {
   const where = 'loadModelSet: singleFileConfig';
   if (c === undefined) return {};
   const json: Partial<Record<(typeof SINGLE_FILE_COMPONENTS)[number], unknown>> = {};
@@ -588,12 +592,12 @@ async function readSingleFileConfigs(c: SingleFileConfig | undefined, net: Net):
   if (isModelFiles(c) || typeof c === 'string' || c instanceof URL) {
     const files = isModelFiles(c) ? c : await urlModelFiles(c, { ...net, files: Object.values(names) });
     const all = new Set(files.list());
-    for (const k of SINGLE_FILE_COMPONENTS) {
+    for (const k of textToImage ? SINGLE_FILE_COMPONENTS : (['vae'] as const)) {
       const p = names[k];
       const optional = k === 'scheduler';
       if (!all.has(p)) {
         if (optional) continue;
-        throw new ConfigError(`${files.name}${files.name.endsWith('/') ? '' : '/'}${p}`, 'missing: a singleFileConfig folder needs unet/, vae/ and text_encoder/ config.json files');
+        throw new ConfigError(`${files.name}${files.name.endsWith('/') ? '' : '/'}${p}`, `missing: a singleFileConfig folder needs ${textToImage ? 'unet/, vae/ and text_encoder/ config.json files' : 'vae/config.json'}`);
       }
       try {
         json[k] = await readJson(await files.open(p, net.signal), undefined, net.signal);

@@ -1,6 +1,7 @@
 /**
  * The `fmboost` command line, run as a child process on the bundled tiny model: generate at 512² and 1024²,
- * upscale, convert, info, and the exit codes of bad arguments (2) and failed runs (1, message without a stack).
+ * upscale, an SD single-file --model with --model-config, convert, info, and the exit codes of bad arguments (2)
+ * and failed runs (1, message without a stack).
  */
 import { execFile } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -8,8 +9,9 @@ import { join } from 'node:path';
 import { build } from 'esbuild';
 import { PNG } from 'pngjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { SafetensorsFile } from '../../src/io/safetensors.js';
+import { SafetensorsFile, writeSafetensors } from '../../src/io/safetensors.js';
 import { bytesSource } from '../../src/io/byte-source.js';
+import { loadFixture } from '../helpers/fixtures.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 // Inside the repository, so the CLI finds the package root (weights/) from its own location.
@@ -84,6 +86,59 @@ describe('fmboost upscale', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/cropped 70×48 to 64×48/);
     expect(pngSize(join(OUT, 'small.x2.png'))).toEqual([128, 96]);
+  });
+});
+
+describe('fmboost with an SD single-file checkpoint (--model file, --model-config folder)', () => {
+  const FIX = join(ROOT, 'test/fixtures');
+  /** The fixture models under SD single-file names (unet_ldm/vae_ldm carry their prefixes already). */
+  const writeSingleFile = (path: string): void => {
+    const parts: [string, string][] = [['unet_ldm.safetensors', ''], ['vae_ldm.safetensors', ''], ['clip.safetensors', 'cond_stage_model.transformer.']];
+    const entries = parts.flatMap(([file, prefix]) => [...loadFixture(file)].map(([k, t]) => ({ name: prefix + k, tensor: { dtype: 'f32' as const, shape: t.shape, data: t.data as Float32Array } })));
+    writeFileSync(path, writeSafetensors(entries));
+  };
+  /** A diffusers-layout folder holding only the fixture VAE's config (all the upscaler reads). */
+  const writeConfigFolder = (dir: string): void => {
+    for (const [sub, file] of [['vae', 'vae.config.json']]) {
+      mkdirSync(join(dir, sub!), { recursive: true });
+      writeFileSync(join(dir, sub!, 'config.json'), readFileSync(join(FIX, file!)));
+    }
+  };
+
+  it('refuses a single file that is not SD-1.5-sized, and --model-config without a single file', async () => {
+    writeSingleFile(join(OUT, 'sd-tiny.safetensors'));
+    const png = new PNG({ width: 16, height: 16 });
+    png.data.fill(128);
+    writeFileSync(join(OUT, 'gray16.png'), PNG.sync.write(png));
+    // upscale loads only the VAE, so only the VAE preset is held against the file.
+    const a = await fmboost('upscale', 'gray16.png', '--model', 'sd-tiny.safetensors', '--cfm', join(FIX, 'cfm.safetensors'), '--cfm-config', join(FIX, 'cfm.config.json'));
+    expect(a.code).toBe(1);
+    expect(a.stderr).toMatch(/first_stage_model\.decoder\.conv_in\.weight is \[32, 4, 3, 3\], the SD-1\.5 vae preset expects \[512, 4, 3, 3\]/);
+    expect(a.stderr).not.toMatch(/\n\s+at /);
+    const b = await fmboost('generate', 'x', '--model', 'sd-tiny.safetensors', '--size', '512');
+    expect(b.code).toBe(1);
+    expect(b.stderr).toMatch(/^fmboost: .*input_blocks\.0\.0\.weight is \[32, 4, 3, 3\], the SD-1\.5 unet preset expects \[320, 4, 3, 3\].*singleFileConfig/m);
+    const c = await fmboost('generate', 'x', '--model-config', FIX, '--size', '512');
+    expect(c.code).toBe(2);
+    expect(c.stderr).toMatch(/--model-config applies to an SD single-file checkpoint/);
+    const d = await fmboost('generate', 'x', '--model', 'sd-tiny.safetensors', '--model-config', join(FIX, 'vae.config.json'));
+    expect(d.code).toBe(2);
+    expect(d.stderr).toMatch(/--model-config takes a diffusers folder/);
+  });
+
+  it('upscales with the VAE of a single file described by --model-config', { timeout: SLOW }, async () => {
+    writeSingleFile(join(OUT, 'sd-tiny.safetensors'));
+    writeConfigFolder(join(OUT, 'sd-tiny-configs'));
+    const png = new PNG({ width: 16, height: 16 });
+    for (let i = 0; i < png.data.length; i++) png.data[i] = (i * 13) & 255;
+    writeFileSync(join(OUT, 'tiny16.png'), PNG.sync.write(png));
+    const r = await fmboost(
+      'upscale', 'tiny16.png', '--model', 'sd-tiny.safetensors', '--model-config', 'sd-tiny-configs',
+      '--cfm', join(FIX, 'cfm.safetensors'), '--cfm-config', join(FIX, 'cfm.config.json'), '--cfm-steps', '2', '--seed', '1', '-o', 'tiny32.png',
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/wrote tiny32\.png \(32×32, seed 1\)/);
+    expect(pngSize(join(OUT, 'tiny32.png'))).toEqual([32, 32]);
   });
 });
 

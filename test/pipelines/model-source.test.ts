@@ -243,7 +243,9 @@ describe('SD single-file checkpoints built from the fixtures', () => {
     await expect(loadModelSet(rt, file, { ...o, singleFileConfig: { unet: 42 } })).rejects.toThrow(ArgumentError);
     await expect(loadModelSet(rt, file, { ...o, singleFileConfig: 42 as unknown as string })).rejects.toThrow(ArgumentError);
     await expect(loadModelSet(rt, file, { ...o, singleFileConfig: { ...configs(), unet: { ...configs().unet, in_channels: 'four' } } })).rejects.toThrow(ConfigError);
-    await expect(loadModelSet(rt, file, { ...o, singleFileConfig: bytesModelFiles({ 'unet/config.json': new TextEncoder().encode('{}') }) })).rejects.toThrow(/vae\/config\.json.*missing/);
+    const unetOnly = bytesModelFiles({ 'unet/config.json': new TextEncoder().encode(JSON.stringify(configs().unet)) });
+    await expect(loadModelSet(rt, file, { ...o, singleFileConfig: unetOnly })).rejects.toThrow(/vae\/config\.json.*missing: a singleFileConfig folder needs unet\/, vae\/ and text_encoder\//);
+    await expect(loadModelSet(rt, file, { ...o, components: 'upscale', singleFileConfig: unetOnly })).rejects.toThrow(/vae\/config\.json.*missing: a singleFileConfig folder needs vae\/config\.json/);
     await expect(loadModelSet(rt, file, { ...o, singleFileConfig: { ...configs(), scheduler: { beta_start: -1 } } })).rejects.toThrow(ConfigError);
   });
 });
