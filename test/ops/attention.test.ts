@@ -2,41 +2,27 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { multiHeadAttention, scaledDotProductAttention } from '../../src/ops/attention.js';
 import { ArgumentError, ShapeError } from '../../src/runtime/errors.js';
 import type { Runtime } from '../../src/runtime/runtime.js';
+import { ATTENTION_TOL as TOL, expectFixture, runAttention } from '../helpers/attention.js';
 import { expectClose } from '../helpers/close.js';
-import { nodeGPU } from '../../src/node/gpu.js';
-import { createRuntime } from '../../src/runtime/gpu.js';
-import { nodeLoader } from '../helpers/fixtures.js';
+import { testRuntime } from '../helpers/device.js';
 import { randn } from '../helpers/random.js';
 import { multiHeadAttentionRef, scaledDotProductAttentionRef } from '../reference/attention.js';
 import { attentionChecks } from '../shared/fixtures-attention.js';
 
-// Attention reduces over D (scores) and Lk (softmax-weighted sum) in f32; the GPU uses exp2 on prescaled scores.
-const TOL = { atol: 1e-5, rtol: 1e-4 };
-
-// dawn.node segfaults once the GPU object that made a device is garbage-collected; hold it for the file's life.
-let gpu: GPU | null = null;
-let shared: Promise<Runtime> | null = null;
-function testRuntime(): Promise<Runtime> {
-  shared ??= nodeGPU().then((g) => createRuntime({ gpu: (gpu = g), log: () => {}, memoryBudgetBytes: 8 * 2 ** 30 }));
-  return shared;
-}
+let rt: Runtime;
+beforeAll(async () => {
+  rt = await testRuntime();
+});
 
 describe('scaledDotProductAttention', () => {
-  let rt: Runtime;
-  beforeAll(async () => {
-    rt = await testRuntime();
-  });
-
   async function check(B: number, H: number, Lq: number, Lk: number, D: number, opts: { causal?: boolean; scale?: number } = {}, seed = 1, mag = 1) {
     const q = randn(B * H * Lq * D, seed, mag);
     const k = randn(B * H * Lk * D, seed + 1, mag);
     const v = randn(B * H * Lk * D, seed + 2);
     const want = scaledDotProductAttentionRef(q, k, v, [B, H, Lq, Lk, D], opts);
-    const got = await rt.scopeAsync(async () => {
-      const y = scaledDotProductAttention(rt, rt.upload(q, [B, H, Lq, D]), rt.upload(k, [B, H, Lk, D]), rt.upload(v, [B, H, Lk, D]), opts);
-      expect(y.shape).toEqual([B, H, Lq, D]);
-      return rt.read(y);
-    });
+    const got = await runAttention(rt, [[q, [B, H, Lq, D]], [k, [B, H, Lk, D]], [v, [B, H, Lk, D]]], [B, H, Lq, D], (...t) =>
+      scaledDotProductAttention(rt, t[0]!, t[1]!, t[2]!, opts),
+    );
     return expectClose(got, want, TOL, `sdpa B${B} H${H} Lq${Lq} Lk${Lk} D${D}${opts.causal ? ' causal' : ''}`);
   }
 
@@ -88,11 +74,6 @@ describe('scaledDotProductAttention', () => {
 });
 
 describe('multiHeadAttention (token-major)', () => {
-  let rt: Runtime;
-  beforeAll(async () => {
-    rt = await testRuntime();
-  });
-
   it.each([
     [2, 13, 77, 8, 8, false],
     [1, 77, 77, 4, 16, true],
@@ -104,28 +85,19 @@ describe('multiHeadAttention (token-major)', () => {
     const k = randn(B * Lk * C, 12);
     const v = randn(B * Lk * C, 13);
     const want = multiHeadAttentionRef(q, k, v, [B, Lq, Lk, H, D], { causal });
-    const got = await rt.scopeAsync(async () => {
-      const y = multiHeadAttention(rt, rt.upload(q, [B, Lq, C]), rt.upload(k, [B, Lk, C]), rt.upload(v, [B, Lk, C]), H, { causal });
-      expect(y.shape).toEqual([B, Lq, C]);
-      return rt.read(y);
-    });
+    const got = await runAttention(rt, [[q, [B, Lq, C]], [k, [B, Lk, C]], [v, [B, Lk, C]]], [B, Lq, C], (...t) => multiHeadAttention(rt, t[0]!, t[1]!, t[2]!, H, { causal }));
     expectClose(got, want, TOL, 'mha');
   });
 });
 
 describe('real shapes', () => {
-  let rt: Runtime;
-  beforeAll(async () => {
-    rt = await testRuntime();
-  });
-
   it('SD self-attention 8 heads × 1024 tokens × 40 (token-major, as after to_q/to_k/to_v)', async () => {
     const [B, L, H, D] = [1, 1024, 8, 40];
     const C = H * D;
     const q = randn(B * L * C, 21);
     const k = randn(B * L * C, 22);
     const v = randn(B * L * C, 23);
-    const got = await rt.scopeAsync(async () => rt.read(multiHeadAttention(rt, rt.upload(q, [B, L, C]), rt.upload(k, [B, L, C]), rt.upload(v, [B, L, C]), H)));
+    const got = await runAttention(rt, [[q, [B, L, C]], [k, [B, L, C]], [v, [B, L, C]]], [B, L, C], (...t) => multiHeadAttention(rt, t[0]!, t[1]!, t[2]!, H));
     // The float64 twin over the full problem costs seconds; check a spread of rows of every head.
     const want = multiHeadAttentionRef(q, k, v, [B, L, L, H, D]);
     expectClose(got, want, TOL, 'sd self-attention');
@@ -136,7 +108,7 @@ describe('real shapes', () => {
     const q = randn(L * D, 31, 0.3);
     const k = randn(L * D, 32, 0.3);
     const v = randn(L * D, 33);
-    const got = await rt.scopeAsync(async () => rt.read(scaledDotProductAttention(rt, rt.upload(q, [1, 1, L, D]), rt.upload(k, [1, 1, L, D]), rt.upload(v, [1, 1, L, D]))));
+    const got = await runAttention(rt, [[q, [1, 1, L, D]], [k, [1, 1, L, D]], [v, [1, 1, L, D]]], [1, 1, L, D], (...t) => scaledDotProductAttention(rt, t[0]!, t[1]!, t[2]!));
     const want = scaledDotProductAttentionRef(q, k, v, [1, 1, L, L, D]);
     expectClose(got, want, TOL, 'vae attention');
   });
@@ -144,8 +116,6 @@ describe('real shapes', () => {
 
 describe('ops fixtures: sdpa, sdpa_causal', () => {
   it.each(attentionChecks.filter((c) => c.name.startsWith('ops/sdpa')).map((c) => [c.name, c] as const))('%s', async (_name, c) => {
-    const rt = await testRuntime();
-    const results = [await c.run(rt, nodeLoader)].flat();
-    for (const r of results) console.info(`${c.name}: max abs err ${expectClose(r.actual, r.expected, r).maxAbs.toExponential(2)}`);
+    await expectFixture(rt, c);
   });
 });

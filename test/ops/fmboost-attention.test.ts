@@ -1,31 +1,20 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { nodeGPU } from '../../src/node/gpu.js';
 import { fmboostAttention } from '../../src/ops/fmboost-attention.js';
 import { ArgumentError, ShapeError } from '../../src/runtime/errors.js';
-import { createRuntime } from '../../src/runtime/gpu.js';
 import type { Runtime } from '../../src/runtime/runtime.js';
+import { ATTENTION_TOL as TOL, expectFixture, runAttention } from '../helpers/attention.js';
 import { expectClose } from '../helpers/close.js';
-import { nodeLoader } from '../helpers/fixtures.js';
+import { testRuntime } from '../helpers/device.js';
 import { randn } from '../helpers/random.js';
 import { fmboostAttentionRef } from '../reference/fmboost-attention.js';
 import { attentionChecks } from '../shared/fixtures-attention.js';
 
-const TOL = { atol: 1e-5, rtol: 1e-4 };
-
-// dawn.node segfaults once the GPU object that made a device is garbage-collected; hold it for the file's life.
-let gpu: GPU | null = null;
-let shared: Promise<Runtime> | null = null;
-function testRuntime(): Promise<Runtime> {
-  shared ??= nodeGPU().then((g) => createRuntime({ gpu: (gpu = g), log: () => {}, memoryBudgetBytes: 8 * 2 ** 30 }));
-  return shared;
-}
+let rt: Runtime;
+beforeAll(async () => {
+  rt = await testRuntime();
+});
 
 describe('fmboostAttention (raw-reshape layout)', () => {
-  let rt: Runtime;
-  beforeAll(async () => {
-    rt = await testRuntime();
-  });
-
   it.each([
     [1, 1, 8, 5],
     [2, 2, 8, 20],
@@ -36,11 +25,7 @@ describe('fmboostAttention (raw-reshape layout)', () => {
   ])('B=%i heads=%i d=%i L=%i matches the float64 twin', async (B, heads, d, L) => {
     const qkv = randn(B * 3 * heads * d * L, 7 + L);
     const want = fmboostAttentionRef(qkv, B, heads, d, L);
-    const got = await rt.scopeAsync(async () => {
-      const y = fmboostAttention(rt, rt.upload(qkv, [B, 3 * heads * d, L]), heads, d);
-      expect(y.shape).toEqual([B, heads * d, L]);
-      return rt.read(y);
-    });
+    const got = await runAttention(rt, [[qkv, [B, 3 * heads * d, L]]], [B, heads * d, L], (t) => fmboostAttention(rt, t, heads, d));
     expectClose(got, want, TOL, `fmboost B${B} heads${heads} d${d} L${L}`);
   });
 
@@ -48,7 +33,7 @@ describe('fmboostAttention (raw-reshape layout)', () => {
     const [B, heads, d, L] = [1, 4, 64, 256];
     const qkv = randn(B * 3 * heads * d * L, 99);
     const want = fmboostAttentionRef(qkv, B, heads, d, L);
-    const got = await rt.scopeAsync(async () => rt.read(fmboostAttention(rt, rt.upload(qkv, [B, 3 * heads * d, L]), heads, d)));
+    const got = await runAttention(rt, [[qkv, [B, 3 * heads * d, L]]], [B, heads * d, L], (t) => fmboostAttention(rt, t, heads, d));
     expectClose(got, want, TOL, 'fmboost 4×64×256');
   });
 
@@ -65,13 +50,6 @@ describe('fmboostAttention (raw-reshape layout)', () => {
 
 describe('ops fixture: fmboost_attention', () => {
   it('GroupNorm → qkv → core (GPU) → proj_out + residual, and the debug q/k/v addressing', async () => {
-    const rt = await testRuntime();
-    const c = attentionChecks.find((x) => x.name === 'ops/fmboost_attention')!;
-    const results = [await c.run(rt, nodeLoader)].flat();
-    expect(results).toHaveLength(4);
-    for (const [i, r] of results.entries()) {
-      const rep = expectClose(r.actual, r.expected, r, ['q', 'k', 'v', 'y'][i]);
-      console.info(`fmboost_attention.${['q', 'k', 'v', 'y'][i]}: max abs err ${rep.maxAbs.toExponential(2)}`);
-    }
+    await expectFixture(rt, attentionChecks.find((x) => x.name === 'ops/fmboost_attention')!, ['q', 'k', 'v', 'y']);
   });
 });
