@@ -4,7 +4,8 @@
 // Statistics are never Σx² − (Σx)²: every invocation sums d = x − k with k its own first value (a shift
 // inside the data), turns that into (count, mean, M2), and those merge with Chan's parallel formula.
 // No kernel uses workgroup memory or barriers: on CPU adapters (SwiftShader) each barrier switches every
-// SIMD group of the workgroup, which cost more than the memory traffic itself.
+// SIMD group of the workgroup, which cost more than the memory traffic itself. Straight-line loads and
+// stores (no loop around them) are what SwiftShader runs fastest, hence the unrolled bodies.
 // Entry points (all share the bindings; unused ones are referenced with `_ = &…` and get dummies):
 //   main_moments  invocation li of chunk s of group (n,g) reduces K values (vec4s if VEC4) spaced WG_SIZE
 //                 apart inside the region {y0..y0+Ry, x0..x0+Rx} → y[((ng·S + s)·WG_SIZE + li)·3 ..]
@@ -12,8 +13,13 @@
 //   main_merge    invocation (ng, o) Chan-merges partials s ∈ [o·M, min(S, (o+1)·M)) read from stats at
 //                 (ng·strideNG + s·strideS)·3 → (count, mean, M2) at y[(ng·So + o)·3 ..], or with STATS
 //                 (So = 1) → (mean, rstd) at y[ng·2 ..]     dispatch rt.grid(ceil(NG·So / WG_SIZE))
+//   main_merge_sg the same with the subgroup's lanes reading the partials of each lane's output in turn
+//                 and combining theirs with subgroupShuffleXor (subgroup section, needs `subgroups`)
 //   main_apply    normalises with stats [N,G,2] (mean, rstd); one vec4 (VEC4: H·W % 4 == 0) or one value
 //                 per invocation                          dispatch rt.grid(ceil(V / WG_SIZE))
+//   main_apply_plane  H·W/4 a multiple of APPLY_J·WG_SIZE (APPLY_J ∈ {1, 2, 4}): workgroup w normalises vec4s
+//                 w·J·WG_SIZE + li + k·WG_SIZE (k < J), all in plane nc = w / P (P workgroups per plane),
+//                 with the affine computed once per invocation      dispatch rt.grid(V = N·C·P)
 // Without VEC4, element j is x[j >> 2][j & 3].
 // Bindings: 0 x, 1 stats, 2 weight, 3 bias, 4 scale, 5 shift, 6 y, 7 params. Matches test/reference/group-norm.ts.
 
@@ -23,6 +29,7 @@ override SILU: bool = false;
 override HAS_SCALE: bool = false;
 override HAS_SHIFT: bool = false;
 override STATS: bool = true;
+override APPLY_J: u32 = 4;
 
 struct Params {
   // geometry
@@ -46,8 +53,9 @@ struct Params {
   strideNG: u32,
   strideS: u32,
   eps: f32,
-  // main_apply: invocations with work
+  // main_apply: invocations with work (main_apply_plane: workgroups); workgroups per (n,c) plane
   V: u32,
+  P: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<vec4f>;
@@ -100,14 +108,23 @@ fn main_moments(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg:
     if (first < total) { k0 = x[b4 + first].x; }
     var s4 = vec4f(0.0);
     var q4 = vec4f(0.0);
-    for (var k = 0u; k < K; k++) {
-      let v = first + k * WG_SIZE;
-      if (v >= total) { break; }
-      let d = x[b4 + v] - k0;
+    let nk = min(K, (total - min(first, total) + WG_SIZE - 1u) / WG_SIZE);
+    var k = 0u;
+    let p0 = b4 + first;
+    for (; k + 4u <= nk; k += 4u) {
+      let d0 = x[p0 + k * WG_SIZE] - k0;
+      let d1 = x[p0 + (k + 1u) * WG_SIZE] - k0;
+      let d2 = x[p0 + (k + 2u) * WG_SIZE] - k0;
+      let d3 = x[p0 + (k + 3u) * WG_SIZE] - k0;
+      s4 += (d0 + d1) + (d2 + d3);
+      q4 += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3);
+    }
+    for (; k < nk; k++) {
+      let d = x[p0 + k * WG_SIZE] - k0;
       s4 += d;
       q4 += d * d;
-      cnt += 4u;
     }
+    cnt = nk * 4u;
     sd = s4.x + s4.y + s4.z + s4.w;
     sq = q4.x + q4.y + q4.z + q4.w;
   } else {
@@ -129,40 +146,48 @@ fn main_moments(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg:
   st(o + 2u, select(0.0, max(sq - sd * sd / c, 0.0), cnt > 0u));
 }
 
+// Chan's merge of (count, mean, M2) b into a (means relative to a common pivot).
+fn chan(a: vec3f, b: vec3f) -> vec3f {
+  let tot = a.x + b.x;
+  if (b.x == 0.0) { return a; }
+  let d = b.y - a.y;
+  return vec3f(tot, a.y + d * (b.x / tot), a.z + b.z + d * d * (a.x * b.x / tot));
+}
+
+// Partials [lo, hi) of output (ng, ·), stepping by `step` from lo + first, relative to `pivot`.
+fn mergeRange(ng: u32, lo: u32, hi: u32, first: u32, step: u32, pivot: f32) -> vec3f {
+  var acc = vec3f(0.0);
+  for (var s = lo + first; s < hi; s += step) {
+    let o = (ng * params.strideNG + s * params.strideS) * 3u;
+    acc = chan(acc, vec3f(stats[o], stats[o + 1u] - pivot, stats[o + 2u]));
+  }
+  return acc;
+}
+
+fn mergeOut(id: u32, ng: u32, m: vec3f, pivot: f32) {
+  let mean = m.y + pivot;
+  if (STATS) {
+    st(ng * 2u, mean);
+    st(ng * 2u + 1u, 1.0 / sqrt(m.z / m.x + params.eps));
+  } else {
+    let o = id * 3u;
+    st(o, m.x);
+    st(o + 1u, mean);
+    st(o + 2u, m.z);
+  }
+}
+
 @compute @workgroup_size(WG_SIZE)
 fn main_merge(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   _ = &x; _ = &weight; _ = &bias; _ = &scale; _ = &shift;
   let id = (wid.x + wid.y * nwg.x) * WG_SIZE + li;
   if (id >= params.NG * params.So) { return; }
   let ng = id / params.So;
-  let oi = id - ng * params.So;
-  var cnt = 0.0;
-  var mean = 0.0;  // relative to pivot: rounding then scales with the spread, not with a common offset
-  var m2 = 0.0;
-  let lo = oi * params.M;
+  let lo = (id - ng * params.So) * params.M;
   let hi = min(params.S, lo + params.M);
+  // Means relative to the first partial's: rounding then scales with the spread, not a common offset.
   let pivot = stats[(ng * params.strideNG + lo * params.strideS) * 3u + 1u];
-  for (var s = lo; s < hi; s++) {
-    let o = (ng * params.strideNG + s * params.strideS) * 3u;
-    let nb = stats[o];
-    if (nb > 0.0) {
-      let tot = cnt + nb;
-      let d = (stats[o + 1u] - pivot) - mean;
-      mean += d * (nb / tot);
-      m2 += stats[o + 2u] + d * d * (cnt * nb / tot);
-      cnt = tot;
-    }
-  }
-  mean += pivot;
-  if (STATS) {
-    st(ng * 2u, mean);
-    st(ng * 2u + 1u, 1.0 / sqrt(m2 / cnt + params.eps));
-  } else {
-    let o = id * 3u;
-    st(o, cnt);
-    st(o + 1u, mean);
-    st(o + 2u, m2);
-  }
+  mergeOut(id, ng, mergeRange(ng, lo, hi, 0u, 1u, pivot), pivot);
 }
 
 // Per-(n,c) affine: y = act((x − mean)·a + b) with the FiLM terms folded in. Subtracting the mean first
@@ -206,4 +231,65 @@ fn main_apply(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: v
   } else {
     st(i, act((ld(i) - mean) * ab.x + ab.y));
   }
+}
+
+// One workgroup per chunk of WG_SIZE·J vec4s of one (n,c) plane (H·W % 4 == 0): the affine is computed once
+// per invocation for its J vec4s, which lie WG_SIZE apart so neighbouring invocations read neighbouring vec4s.
+@compute @workgroup_size(WG_SIZE)
+fn main_apply_plane(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let id = wid.x + wid.y * nwg.x;
+  if (id >= params.V) { return; }
+  let nc = id / params.P;
+  let n = nc / params.C;
+  let c = nc - n * params.C;
+  let sidx = (n * params.G + c / params.Cg) * 2u;
+  let mean = stats[sidx];
+  let ab = coef(n, c, stats[sidx + 1u]);
+  // Straight-line, no condition around the loads and stores (J is a constant): on SwiftShader a loop or a
+  // branch around them costs more than the traffic.
+  let i0 = id * APPLY_J * WG_SIZE + li;
+  let v0 = x[i0];
+  if (APPLY_J == 1u) {
+    y[i0] = act4((v0 - mean) * ab.x + ab.y);
+    return;
+  }
+  let v1 = x[i0 + WG_SIZE];
+  if (APPLY_J == 2u) {
+    y[i0] = act4((v0 - mean) * ab.x + ab.y);
+    y[i0 + WG_SIZE] = act4((v1 - mean) * ab.x + ab.y);
+    return;
+  }
+  let v2 = x[i0 + 2u * WG_SIZE];
+  let v3 = x[i0 + 3u * WG_SIZE];
+  y[i0] = act4((v0 - mean) * ab.x + ab.y);
+  y[i0 + WG_SIZE] = act4((v1 - mean) * ab.x + ab.y);
+  y[i0 + 2u * WG_SIZE] = act4((v2 - mean) * ab.x + ab.y);
+  y[i0 + 3u * WG_SIZE] = act4((v3 - mean) * ab.x + ab.y);
+}
+
+// ---- subgroup entry points (the portable shader ends above; see src/ops/subgroups.ts)
+
+@compute @workgroup_size(WG_SIZE)
+fn main_merge_sg(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32,
+                 @builtin(subgroup_size) sgs: u32, @builtin(subgroup_invocation_id) sgi: u32) {
+  _ = &x; _ = &weight; _ = &bias; _ = &scale; _ = &shift;
+  // No early return: every lane takes part in every subgroup operation (uniform control flow).
+  let id = (wid.x + wid.y * nwg.x) * WG_SIZE + li;
+  let outs = params.NG * params.So;
+  var mine = vec3f(0.0);
+  var myPivot = 0.0;
+  for (var r = 0u; r < sgs; r++) {
+    let t = min(subgroupShuffle(id, r), outs - 1u);  // lane r's output (clamped: lanes past the end repeat the last)
+    let ng = t / params.So;
+    let lo = (t - ng * params.So) * params.M;
+    let hi = min(params.S, lo + params.M);
+    let pivot = stats[(ng * params.strideNG + lo * params.strideS) * 3u + 1u];
+    var m = mergeRange(ng, lo, hi, sgi, sgs, pivot);
+    for (var b = 1u; b < sgs; b <<= 1u) { m = chan(m, subgroupShuffleXor(m, b)); }
+    if (sgi == r) {
+      mine = m;
+      myPivot = pivot;
+    }
+  }
+  if (id < outs) { mergeOut(id, id / params.So, mine, myPivot); }
 }

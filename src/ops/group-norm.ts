@@ -2,12 +2,23 @@ import groupNormWgsl from '../../shaders/group-norm.wgsl';
 import { ArgumentError, ShapeError } from '../runtime/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { Tensor } from '../runtime/tensor.js';
+import { shaderVariant, subgroupKernels } from './subgroups.js';
 
 const WG_SIZE = 256;
-/** Values (vec4s on the vectorised path) one invocation reduces into one (count, mean, M2) partial. */
-const K = 16;
+/** The entry points that need no subgroups. */
+const PORTABLE = shaderVariant('group-norm', groupNormWgsl, false).code;
+/**
+ * Values (vec4s on the vectorised path) one invocation reduces into one (count, mean, M2) partial: long
+ * runs amortise the per-invocation cost (and keep 1×512×64² groups to one chunk, one merge level).
+ */
+const K = 64;
 /** Partials one merge invocation folds together; more levels are added for huge groups. */
 const MERGE = 256;
+/** vec4s per invocation of main_apply_plane for planes of `HW` values: 4, 2 or 1, or 0 if it does not apply. */
+function planeVec4s(HW: number): number {
+  for (const J of [4, 2, 1]) if (HW % (4 * WG_SIZE * J) === 0) return J;
+  return 0;
+}
 
 export interface GroupNormOptions {
   /** Apply SiLU to the output (GN → SiLU in every ResNet block). */
@@ -58,7 +69,7 @@ function checkEps(op: string, eps: number): void {
   if (typeof eps !== 'number' || !Number.isFinite(eps) || eps < 0) throw new ArgumentError(op, `eps must be a finite number ≥ 0, got ${eps}`);
 }
 
-const GEOMETRY_UNUSED = { C: 0, HW: 0, W: 0, G: 0, Cg: 0, y0: 0, x0: 0, Ry: 0, Rx: 0, K: 0 };
+const GEOMETRY_UNUSED = { C: 0, HW: 0, W: 0, G: 0, Cg: 0, y0: 0, x0: 0, Ry: 0, Rx: 0, K: 0, P: 0 };
 
 /**
  * Per-(n, g) (count, mean, M2) of x over a region (null = whole image, vectorised when H·W % 4 == 0),
@@ -73,8 +84,8 @@ function reduceGroups(rt: Runtime, x: Tensor, g: Geometry, W: number, region: { 
   const NG = g.N * g.G;
   return rt.scope(() => {
     const part = rt.empty([NG * S * WG_SIZE, 3], 'f32', 'groupNorm.partials');
-    const kernel = rt.kernel('group-norm', groupNormWgsl, { WG_SIZE, VEC4 }, 'main_moments');
-    const p = { C: g.C, HW: g.HW, W, G: g.G, Cg: g.Cg, ...r, K: k, S, NG, So: 0, M: 0, strideNG: 0, strideS: 0, eps: 0, V: 0 };
+    const kernel = rt.kernel('group-norm', PORTABLE, { WG_SIZE, VEC4 }, 'main_moments');
+    const p = { C: g.C, HW: g.HW, W, G: g.G, Cg: g.Cg, ...r, K: k, S, NG, So: 0, M: 0, strideNG: 0, strideS: 0, eps: 0, V: 0, P: 0 };
     rt.dispatch(kernel, [x, x, x, x, x, x, part], p, rt.grid(NG * S));
     return mergeMoments(rt, part, NG, S * WG_SIZE, S * WG_SIZE, 1, eps, [g.N, g.G]);
   });
@@ -82,9 +93,11 @@ function reduceGroups(rt: Runtime, x: Tensor, g: Geometry, W: number, region: { 
 
 /**
  * Chan-merges S triples per group, laid out at (ng·strideNG + s·strideS)·3, in as many levels as needed
- * (each folds MERGE partials), into moments [...NG, 3] or, with eps, stats [...NG, 2].
+ * (each folds MERGE partials), into moments [...NG, 3] or, with eps, stats [...NG, 2]. With subgroups the
+ * lanes of a subgroup read each output's partials together (main_merge_sg).
  */
 function mergeMoments(rt: Runtime, src: Tensor, NG: number, S: number, strideNG: number, strideS: number, eps: number | null, lead: number[]): Tensor {
+  const sg = subgroupKernels(rt);
   return rt.scope(() => {
     let cur = src;
     while (true) {
@@ -92,7 +105,8 @@ function mergeMoments(rt: Runtime, src: Tensor, NG: number, S: number, strideNG:
       const So = last ? 1 : Math.ceil(S / MERGE);
       const stats = last && eps !== null;
       const out = rt.empty(last ? [...lead, stats ? 2 : 3] : [NG * So, 3], 'f32', stats ? 'groupNorm.stats' : 'groupNorm.moments');
-      const kernel = rt.kernel('group-norm', groupNormWgsl, { WG_SIZE, STATS: stats }, 'main_merge');
+      const v = shaderVariant('group-norm', groupNormWgsl, sg);
+      const kernel = rt.kernel(v.stem, v.code, { WG_SIZE, STATS: stats }, sg ? 'main_merge_sg' : 'main_merge');
       const p = { ...GEOMETRY_UNUSED, S, NG, So, M: last ? S : MERGE, strideNG, strideS, eps: eps ?? 0, V: 0 };
       rt.dispatch(kernel, [cur, cur, cur, cur, cur, cur, out], p, rt.grid(Math.ceil((NG * So) / WG_SIZE)));
       if (last) return out;
@@ -124,10 +138,19 @@ export function groupNorm(rt: Runtime, x: Tensor, groups: number, weight: Tensor
   rt.scope(() => {
     const stats = o.stats ?? reduceGroups(rt, x, g, 0, null, eps);
     const VEC4 = g.HW % 4 === 0;
-    const V = VEC4 ? x.numel / 4 : x.numel;
-    const k = rt.kernel('group-norm', groupNormWgsl, { WG_SIZE, VEC4, ...flags }, 'main_apply');
-    const p = { ...GEOMETRY_UNUSED, C: g.C, HW: g.HW, G: g.G, Cg: g.Cg, S: 0, NG: g.N * g.G, So: 0, M: 0, strideNG: 0, strideS: 0, eps, V };
-    rt.dispatch(k, [x, stats, weight, bias, o.scale ?? weight, o.shift ?? weight, y], p, rt.grid(Math.ceil(V / WG_SIZE)));
+    const bind = [x, stats, weight, bias, o.scale ?? weight, o.shift ?? weight, y];
+    const base = { ...GEOMETRY_UNUSED, C: g.C, HW: g.HW, G: g.G, Cg: g.Cg, S: 0, NG: g.N * g.G, So: 0, M: 0, strideNG: 0, strideS: 0, eps };
+    const J = planeVec4s(g.HW);
+    if (J > 0) {
+      const P = g.HW / 4 / (WG_SIZE * J);
+      const V = g.N * g.C * P;
+      const k = rt.kernel('group-norm', PORTABLE, { WG_SIZE, APPLY_J: J, ...flags }, 'main_apply_plane');
+      rt.dispatch(k, bind, { ...base, V, P }, rt.grid(V));
+    } else {
+      const V = VEC4 ? x.numel / 4 : x.numel;
+      const k = rt.kernel('group-norm', PORTABLE, { WG_SIZE, VEC4, ...flags }, 'main_apply');
+      rt.dispatch(k, bind, { ...base, V }, rt.grid(Math.ceil(V / WG_SIZE)));
+    }
   });
   return y;
 }

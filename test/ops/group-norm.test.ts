@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { groupNorm, groupNormMoments, groupNormStatsFromMoments } from '../../src/ops/group-norm.js';
+import { setSubgroupKernels, subgroupKernels } from '../../src/ops/subgroups.js';
 import { ArgumentError, ShapeError } from '../../src/runtime/errors.js';
 import type { Runtime } from '../../src/runtime/runtime.js';
 import { expectClose } from '../helpers/close.js';
@@ -11,10 +12,14 @@ import { miscChecks } from '../shared/fixtures-misc.js';
 
 const TOL = { atol: 1e-5, rtol: 1e-4 };
 
-describe('groupNorm', () => {
+// Every case runs on both statistics merges: with subgroups (SwiftShader has them) and the portable one.
+describe.each(['subgroups', 'portable'] as const)('groupNorm (%s)', (path) => {
   let rt: Runtime;
   beforeAll(async () => {
     rt = await testRuntime();
+    expect(rt.hasSubgroups, 'the test device has subgroups').toBe(true);
+    setSubgroupKernels(rt, path === 'subgroups');
+    expect(subgroupKernels(rt)).toBe(path === 'subgroups');
   });
 
   async function run(shape: number[], G: number, o: { silu?: boolean; film?: boolean; offset?: number; eps?: number } = {}, seed = 1): Promise<void> {
@@ -56,6 +61,13 @@ describe('groupNorm', () => {
     await run([1, 8, 31, 33], 2, { offset: 100 }, 3);
     await run([1, 4, 12, 12], 2, { offset: 100, eps: 1e-6 }, 4);
     await run([1, 16, 64, 72], 4, { offset: 100, silu: true }, 5); // split path
+  });
+
+  it('plane-chunked apply: 1, 2 and 4 vec4s per invocation, several workgroups per plane', async () => {
+    await run([2, 8, 32, 32], 4, { silu: true, film: true }, 13); // H·W = 1024: 1 vec4 per invocation
+    await run([1, 4, 32, 64], 2, { offset: 50 }, 14); // H·W = 2048: 2 per invocation
+    await run([1, 6, 64, 128], 3, { silu: true }, 15); // H·W = 8192: 4 per invocation, 2 workgroups per plane
+    await run([1, 4, 40, 40], 2, { silu: true }, 16); // H·W = 1600: not a multiple of 1024, per-vec4 apply
   });
 
   it('real SD shape [1, 320, 64, 64], 32 groups, SiLU', async () => {
