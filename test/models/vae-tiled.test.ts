@@ -2,15 +2,18 @@
  * Tiled VAE: the tile-copy kernel against a plain loop; exact tiled decode/encode = untiled (≤ 1e-4, ≥ 9 tiles,
  * non-square, sizes not multiples of the tile, batch 2); streaming decode with exact statistics = untiled;
  * streaming with estimated statistics is chosen automatically under a small budget, reported as inexact,
- * stays within the budget and the buffer cap; abort.
+ * stays within the budget and the buffer cap; streaming encode (whole-image statistics from repeated passes)
+ * = untiled under a budget that forces it, one and two streamed stages; allocation-only runs
+ * (rt.executeDispatches = false) allocate exactly what full runs do; abort.
  */
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { bytesSource } from '../../src/io/byte-source.js';
-import { SafetensorsFile } from '../../src/io/safetensors.js';
-import { AutoencoderKL, type TilingOptions } from '../../src/models/vae/model.js';
+import { SafetensorsFile, writeSafetensors } from '../../src/io/safetensors.js';
+import { AutoencoderKLConfig } from '../../src/models/vae/config.js';
+import { AutoencoderKL, type EncodeStagePlan, type TilingOptions } from '../../src/models/vae/model.js';
 import { copyRect, splitLength, type CopyRect } from '../../src/models/vae/tiled.js';
-import { AbortError } from '../../src/runtime/errors.js';
+import { AbortError, OutOfMemoryError } from '../../src/runtime/errors.js';
 import type { Runtime } from '../../src/runtime/runtime.js';
 import { compare, expectClose } from '../helpers/close.js';
 import { testRuntime } from '../helpers/device.js';
@@ -179,5 +182,233 @@ describe('tiled AutoencoderKL (fixture VAE)', () => {
       await expect(p).rejects.toThrow(AbortError);
     });
     expect(rt.memory().liveBytes).toBe(live);
+  });
+});
+
+/** Diffusers-named weight shapes of an AutoencoderKL config (both halves). */
+function vaeWeightShapes(c: AutoencoderKLConfig): Map<string, number[]> {
+  const m = new Map<string, number[]>();
+  const conv = (k: string, o: number, i: number, ks: number) => (m.set(`${k}.weight`, [o, i, ks, ks]), m.set(`${k}.bias`, [o]));
+  const norm = (k: string, ch: number) => (m.set(`${k}.weight`, [ch]), m.set(`${k}.bias`, [ch]));
+  const resnet = (k: string, i: number, o: number) => {
+    norm(`${k}.norm1`, i);
+    conv(`${k}.conv1`, o, i, 3);
+    norm(`${k}.norm2`, o);
+    conv(`${k}.conv2`, o, o, 3);
+    if (i !== o) conv(`${k}.conv_shortcut`, o, i, 1);
+  };
+  const mid = (k: string, ch: number) => {
+    resnet(`${k}.resnets.0`, ch, ch);
+    resnet(`${k}.resnets.1`, ch, ch);
+    norm(`${k}.attentions.0.group_norm`, ch);
+    for (const q of ['to_q', 'to_k', 'to_v', 'to_out.0']) m.set(`${k}.attentions.0.${q}.weight`, [ch, ch]).set(`${k}.attentions.0.${q}.bias`, [ch]);
+  };
+  const ch = c.block_out_channels;
+  const top = ch[ch.length - 1]!;
+  conv('encoder.conv_in', ch[0]!, c.in_channels, 3);
+  ch.forEach((o, i) => {
+    for (let j = 0; j < c.layers_per_block; j++) resnet(`encoder.down_blocks.${i}.resnets.${j}`, j === 0 ? (i === 0 ? ch[0]! : ch[i - 1]!) : o, o);
+    if (i < ch.length - 1) conv(`encoder.down_blocks.${i}.downsamplers.0.conv`, o, o, 3);
+  });
+  mid('encoder.mid_block', top);
+  norm('encoder.conv_norm_out', top);
+  conv('encoder.conv_out', 2 * c.latent_channels, top, 3);
+  conv('quant_conv', 2 * c.latent_channels, 2 * c.latent_channels, 1);
+  conv('post_quant_conv', c.latent_channels, c.latent_channels, 1);
+  const rev = [...ch].reverse();
+  conv('decoder.conv_in', top, c.latent_channels, 3);
+  mid('decoder.mid_block', top);
+  rev.forEach((o, i) => {
+    for (let j = 0; j < c.layers_per_block + 1; j++) resnet(`decoder.up_blocks.${i}.resnets.${j}`, j === 0 ? (i === 0 ? top : rev[i - 1]!) : o, o);
+    if (i < rev.length - 1) conv(`decoder.up_blocks.${i}.upsamplers.0.conv`, o, o, 3);
+  });
+  norm('decoder.conv_norm_out', rev[rev.length - 1]!);
+  conv('decoder.conv_out', c.out_channels, rev[rev.length - 1]!, 3);
+  return m;
+}
+
+/** A random-weight VAE (kernels N(0, 1/fan_in), norm gains around 1, small biases) as a safetensors file. */
+function randomVaeFile(c: AutoencoderKLConfig, seed: number): Promise<SafetensorsFile> {
+  let k = seed;
+  const tensors = [...vaeWeightShapes(c)].map(([name, shape]) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const data = shape.length === 1 ? randn(n, ++k, 0.1).map((v) => (name.includes('norm') && name.endsWith('.weight') ? 1 + v : v)) : randn(n, ++k, 1 / Math.sqrt(n / shape[0]!));
+    return { name, tensor: { dtype: 'f32' as const, shape, data } };
+  });
+  return SafetensorsFile.open(bytesSource(writeSafetensors(tensors)));
+}
+
+describe('streaming encode (exact statistics from repeated passes)', () => {
+  let rt: Runtime;
+  let vae: AutoencoderKL;
+  beforeAll(async () => {
+    rt = await testRuntime();
+    vae = await AutoencoderKL.load(rt, { config: TINY_VAE_CONFIG, weights: await SafetensorsFile.open(bytesSource(readFileSync(FIXTURES + 'vae.safetensors'))) });
+  });
+
+  /** Runs `fn` with the budget set to the live bytes + `bytes`, from an empty pool and a reset peak. */
+  async function underBudget<R>(bytes: number, fn: () => Promise<R>): Promise<{ result: R; peak: number; peakLive: number; budget: number }> {
+    const saved = rt.allocator.budgetBytes;
+    rt.allocator.trim();
+    rt.allocator.resetPeak();
+    rt.allocator.budgetBytes = rt.memory().liveBytes + bytes;
+    try {
+      const result = await fn();
+      return { result, peak: rt.memory().peakBytes, peakLive: rt.memory().peakLiveBytes, budget: rt.allocator.budgetBytes };
+    } finally {
+      rt.allocator.budgetBytes = saved;
+    }
+  }
+
+  it('auto streams under a budget exact tiling exceeds; = untiled within 1e-4 (fixture VAE, 1 and 2 images, ≥ 9 tiles, 44×76)', async () => {
+    for (const N of [1, 2]) {
+      await rt.scopeAsync(async () => {
+        // 22×38 latent px: not a multiple of the output tile (6) nor of the sub-image tiles.
+        const img = rt.upload(randu(N * 3 * 44 * 76, 21 + N), [N, 3, 44, 76]);
+        const ref = await vae.encode(img, { tiling: 'off' });
+        const want = { mean: await rt.read(ref.mean), logvar: await rt.read(ref.logvar) };
+        ref.mean.dispose();
+        ref.logvar.dispose();
+        // Buffer cap ≥ the attention's K and V (32 channels × 836 tokens × N f32), which are single buffers. In this
+        // VAE the mid block needs as much as the image-resolution layers, so small tiles (4 latent px) are what
+        // leaves streaming (smaller sub-image tiles) below exact tiling.
+        const tiling: TilingOptions = { maxBufferBytes: N * 110 * 1024, tileSize: 4, streamTileSize: 6 };
+        const exact = vae.planTiling(rt, 'encode', N, 22, 38, { ...tiling, mode: 'exact' });
+        const stream = vae.planTiling(rt, 'encode', N, 22, 38, { ...tiling, mode: 'streaming' });
+        expect(stream.estimatedBytes).toBeLessThan(exact.estimatedBytes);
+        const room = Math.floor((stream.estimatedBytes + exact.estimatedBytes) / 2); // streaming fits, exact does not
+        const run = await underBudget(room, async () => {
+          expect(() => vae.planTiling(rt, 'encode', N, 22, 38, { ...tiling, mode: 'exact' })).toThrow(OutOfMemoryError);
+          const r = await vae.encodeWithReport(img, { tiling });
+          return { mean: await rt.read(r.mean), logvar: await rt.read(r.logvar), report: r.report };
+        });
+        const { report } = run.result;
+        expect(report).toMatchObject({ mode: 'streaming', exact: true, streamedStages: 1, passes: 3 }); // 2 GroupNorms in stage 0, + 1
+        expect(report.streamTiles).toBe(Math.ceil(22 / 6) * Math.ceil(38 / 6));
+        expect(report.streamTiles).toBeGreaterThanOrEqual(9);
+        expect(report.maxTileBytes).toBeLessThanOrEqual(tiling.maxBufferBytes!);
+        expect(run.peak).toBeLessThanOrEqual(run.budget);
+        const a = expectClose(run.result.mean, want.mean, SEAM, 'mean');
+        const b = expectClose(run.result.logvar, want.logvar, SEAM, 'logvar');
+        console.info(
+          `streaming encode N=${N}: ${JSON.stringify(report)}; peak ${run.peak} B ≤ budget ${run.budget} B (live peak ${run.peakLive} B); ` +
+            `max abs diff mean ${a.maxAbs.toExponential(2)} logvar ${b.maxAbs.toExponential(2)}`,
+        );
+      });
+    }
+  });
+});
+
+describe('streaming encode, two streamed stages (random 3-level VAE)', () => {
+  const config: AutoencoderKLConfig = {
+    ...AutoencoderKLConfig.sd15,
+    block_out_channels: [8, 16, 32],
+    down_block_types: Array<string>(3).fill('DownEncoderBlock2D'),
+    up_block_types: Array<string>(3).fill('UpDecoderBlock2D'),
+    norm_num_groups: 4,
+  };
+  let rt: Runtime;
+  let vae: AutoencoderKL;
+  beforeAll(async () => {
+    rt = await testRuntime();
+    vae = await AutoencoderKL.load(rt, { config, weights: await randomVaeFile(config, 100) });
+  });
+
+  it('a budget that only fits two streamed stages: = untiled within 1e-4, peak ≤ budget, buffers ≤ cap', async () => {
+    const [N, h, w] = [1, 10, 14]; // 40×56 image
+    const tiling: TilingOptions = { maxBufferBytes: 64 * 1024, streamTileSize: 4 };
+    const live = rt.memory().liveBytes;
+    const exact = vae.planTiling(rt, 'encode', N, h, w, { ...tiling, mode: 'exact' });
+    // The largest budget (in 1 KiB steps below exact tiling's estimate) at which the plan streams two stages.
+    const saved = rt.allocator.budgetBytes;
+    let room = 0;
+    let stages: EncodeStagePlan[] = [];
+    try {
+      for (let b = exact.estimatedBytes; b > 0 && !room; b -= 1024) {
+        rt.allocator.budgetBytes = live + b;
+        try {
+          const plan = vae.planTiling(rt, 'encode', N, h, w, tiling);
+          if (plan.encodeStages?.length === 2) [room, stages] = [b, plan.encodeStages];
+        } catch (e) {
+          if (!(e instanceof OutOfMemoryError)) throw e;
+        }
+      }
+    } finally {
+      rt.allocator.budgetBytes = saved;
+    }
+    expect(room).toBeGreaterThan(0);
+    await rt.scopeAsync(async () => {
+      const img = rt.upload(randu(N * 3 * 4 * h * 4 * w, 5), [N, 3, 4 * h, 4 * w]);
+      const ref = await vae.encode(img, { tiling: 'off' });
+      const want = { mean: await rt.read(ref.mean), logvar: await rt.read(ref.logvar) };
+      ref.mean.dispose();
+      ref.logvar.dispose();
+      rt.allocator.trim();
+      rt.allocator.resetPeak();
+      rt.allocator.budgetBytes = rt.memory().liveBytes + room; // the weights and the image, + room
+      try {
+        const { mean, logvar, report } = await vae.encodeWithReport(img, { tiling });
+        expect(report).toMatchObject({ mode: 'streaming', exact: true, streamedStages: 2, passes: 2 * 5 }); // 4 GroupNorms per stage, + 1
+        expect(report.streamTiles).toBe(stages.reduce((n, s) => n + Math.ceil(h / s.S) * Math.ceil(w / s.S), 0));
+        expect(report.streamTiles).toBeGreaterThanOrEqual(2 * 9);
+        expect(report.maxTileBytes).toBeLessThanOrEqual(tiling.maxBufferBytes!);
+        expect(rt.memory().peakBytes).toBeLessThanOrEqual(rt.allocator.budgetBytes);
+        const a = expectClose(await rt.read(mean), want.mean, SEAM, 'mean');
+        const b = expectClose(await rt.read(logvar), want.logvar, SEAM, 'logvar');
+        console.info(
+          `two-stage streaming encode: ${JSON.stringify(report)}; stages ${JSON.stringify(stages)}; peak ${rt.memory().peakBytes} B ≤ budget ${rt.allocator.budgetBytes} B ` +
+            `(exact tiling: ${exact.estimatedBytes} B); max abs diff mean ${a.maxAbs.toExponential(2)} logvar ${b.maxAbs.toExponential(2)}`,
+        );
+      } finally {
+        rt.allocator.budgetBytes = saved;
+      }
+    });
+  });
+});
+
+describe('allocation-only runs (rt.executeDispatches = false)', () => {
+  let rt: Runtime;
+  let vae: AutoencoderKL;
+  beforeAll(async () => {
+    rt = await testRuntime();
+    vae = await AutoencoderKL.load(rt, { config: TINY_VAE_CONFIG, weights: await SafetensorsFile.open(bytesSource(readFileSync(FIXTURES + 'vae.safetensors'))) });
+  });
+
+  /** Peak allocated and live bytes, dispatches and report of one decode/encode, from an empty pool. */
+  async function measure(what: 'decode' | 'encode', tiling: TilingOptions | 'off', execute: boolean) {
+    rt.allocator.trim();
+    rt.allocator.resetPeak();
+    const d0 = rt.dispatches;
+    rt.executeDispatches = execute;
+    try {
+      const report = await rt.scopeAsync(async () => {
+        if (what === 'decode') {
+          const r = await vae.decodeWithReport(rt.upload(randn(4 * 12 * 20, 3), [1, 4, 12, 20]), { tiling });
+          await rt.read(r.image);
+          return r.report;
+        }
+        const r = await vae.encodeWithReport(rt.upload(randu(3 * 24 * 40, 4), [1, 3, 24, 40]), { tiling });
+        await rt.read(r.mean);
+        return r.report;
+      });
+      return { peakBytes: rt.memory().peakBytes, peakLiveBytes: rt.memory().peakLiveBytes, dispatches: rt.dispatches - d0, report };
+    } finally {
+      rt.executeDispatches = true;
+    }
+  }
+
+  it.each<['decode' | 'encode', TilingOptions | 'off']>([
+    ['decode', 'off'],
+    ['decode', { mode: 'exact', tileSize: 3 }],
+    ['decode', { mode: 'streaming', tileSize: 3, streamTileSize: 5 }],
+    ['encode', 'off'],
+    ['encode', { mode: 'exact', tileSize: 3 }],
+    ['encode', { mode: 'streaming', tileSize: 3, streamTileSize: 4 }],
+  ])('%s %j: the same peak bytes, live peak, dispatches and report as a full run', async (what, tiling) => {
+    const full = await measure(what, tiling, true);
+    const dry = await measure(what, tiling, false);
+    expect(dry).toEqual(full);
+    expect(full.dispatches).toBeGreaterThan(0);
+    console.info(`${what} ${JSON.stringify(tiling)}: ${JSON.stringify(full)}`);
   });
 });

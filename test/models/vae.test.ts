@@ -156,7 +156,8 @@ describe('AutoencoderKL on the fixture VAE', () => {
       await expect(vae.decode(rt.zeros([1, 4, 8, 8]), { tiling: 'sometimes' as never })).rejects.toThrow(ArgumentError);
       await expect(vae.decode(rt.zeros([1, 4, 8, 8]), { tiling: { tileSize: 0 } })).rejects.toThrow(ArgumentError);
       await expect(vae.decode(rt.zeros([1, 4, 8, 8]), { tiling: { mode: 'streaming', statistics: 'maybe' as never } })).rejects.toThrow(ArgumentError);
-      await expect(vae.encode(rt.zeros([1, 3, 16, 16]), { tiling: { mode: 'streaming' } })).rejects.toThrow(ArgumentError);
+      await expect(vae.encode(rt.zeros([1, 3, 16, 16]), { tiling: { mode: 'streaming', streamTileSize: 0 } })).rejects.toThrow(ArgumentError);
+      await expect(vae.encode(rt.zeros([1, 3, 16, 16]), { tiling: { mode: 'streamed' as never } })).rejects.toThrow(ArgumentError);
       expect(rt.dispatches).toBe(dispatches);
     });
   });

@@ -134,10 +134,20 @@ export class Encoder {
     this.convOut = new Conv2d(w.pp('conv_out'), top, 2 * c.latent_channels, { kernel: 3 }); // double_z
   }
 
-  /** conv_in and the down blocks: image resolution → latent resolution (the part streaming tiles). */
-  async downPath(ex: TileExec, x: TiledAct): Promise<TiledAct> {
-    let h = await ex.conv(this.convIn, x, { consume: true });
-    for (const b of this.downBlocks) h = await b.forward(ex, h);
+  /**
+   * Stage i of the down path: down block i (stage 0 starts with conv_in). The stages, in order, take the
+   * image to latent resolution; streaming encoding runs them one at a time.
+   */
+  stage(ex: TileExec, x: TiledAct, i: number): Promise<TiledAct> {
+    const block = this.downBlocks[i]!;
+    if (i > 0) return block.forward(ex, x);
+    return ex.conv(this.convIn, x, { consume: true }).then((h) => block.forward(ex, h));
+  }
+
+  /** Stages `from`… of the down path: image resolution → latent resolution. */
+  async downPath(ex: TileExec, x: TiledAct, from = 0): Promise<TiledAct> {
+    let h = x;
+    for (let i = from; i < this.downBlocks.length; i++) h = await this.stage(ex, h, i);
     return h;
   }
 

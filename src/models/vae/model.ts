@@ -5,10 +5,17 @@
  * Tiling (REFERENCE.md §6.6):
  * - exact: the layer-synchronous schedule of tiled.ts; equals the untiled network to float rounding. Peak
  *   memory ≈ two copies of the largest activation (held as tiles, none above the buffer cap).
- * - streaming (decode only, when exact does not fit the budget): post_quant_conv, conv_in and the mid block run
+ * - streaming decode (when exact does not fit the budget): post_quant_conv, conv_in and the mid block run
  *   exactly over the whole latent; the up path then runs per output tile on the tile plus a halo of the up
  *   path's receptive field, with GroupNorm statistics recorded on a cheaper pass over a downsampled copy of
  *   the mid-block output. Approximate (the statistics are estimates); reported as `exact: false`.
+ * - streaming encode (when exact does not fit the budget): the first down-path stages (conv_in + down block 0,
+ *   down block 1, …) run one stage at a time, per output tile on the tile plus a halo of the stage's
+ *   receptive field; each stage's output is kept whole (tiled) and is the next stage's input, and the
+ *   remaining stages and the mid block run exactly. A stage with k GroupNorms is passed over k + 1 times:
+ *   pass p recomputes the tiles up to its p-th GroupNorm and accumulates that norm's moments over the tiles'
+ *   cores (no halo), so every GroupNorm uses whole-image statistics and the result equals the untiled encoder
+ *   to float rounding (`exact: true`); the last pass writes the stage's output.
  */
 import { loadWeights, type WeightScope } from '../../io/weights.js';
 import type { TensorSource } from '../../io/safetensors.js';
@@ -20,7 +27,8 @@ import { Conv2d } from '../../nn/layers.js';
 import { vaeKeyRenamer } from '../keys.js';
 import { Decoder, Encoder } from './blocks.js';
 import { parseAutoencoderKLConfig, type AutoencoderKLConfig } from './config.js';
-import { TileExec, TiledAct, copyRect, splitLength, type StatsStore } from './tiled.js';
+import { StatsPassEnd, TileExec, TiledAct, copyRect, splitLength } from './tiled.js';
+import { groupNormStatsFromMoments } from '../../ops/group-norm.js';
 
 /** Largest tile buffer chosen automatically: WebGPU's default binding limit, so tiles bind on every device. */
 export const DEFAULT_MAX_TILE_BYTES = 128 * 2 ** 20;
@@ -28,18 +36,22 @@ export const DEFAULT_MAX_TILE_BYTES = 128 * 2 ** 20;
 export interface TilingOptions {
   /**
    * 'auto' (default): untiled when everything fits one buffer, else exact tiling when it fits the memory budget,
-   * else streaming (decode). 'exact' never approximates (OutOfMemoryError naming the bytes it needs).
+   * else streaming. 'exact': only the layer-synchronous schedule (OutOfMemoryError naming the bytes it needs).
+   * 'streaming' forces streaming (exact for encode; for decode see `statistics`).
    */
   mode?: 'auto' | 'exact' | 'streaming';
   /** Tile edge in latent pixels (image pixels / downsampling factor). Default: the largest within the buffer cap. */
   tileSize?: number;
   /**
-   * Streaming only. 'approximate' (default): GroupNorm statistics of the up path from a pass over a
+   * Streaming decode only (streaming encode is always exact). 'approximate' (default): GroupNorm statistics of the up path from a pass over a
    * downsampled mid-block output. 'exact': from a full exact pass first (as much memory as exact mode; for
    * verifying the streaming halo).
    */
   statistics?: 'approximate' | 'exact';
-  /** Streaming only: output tile edge in latent pixels. Default: the largest whose working set fits the budget. */
+  /**
+   * Streaming only: output tile edge in latent pixels (encode: of every streamed stage). Default: the largest
+   * whose working set fits the budget.
+   */
   streamTileSize?: number;
   /** Cap on any one tile buffer (default min(device binding limit, 128 MiB)). */
   maxBufferBytes?: number;
@@ -59,10 +71,16 @@ export interface TilingReport {
   /** Tile edge in latent pixels, and the tile grid at latent resolution. */
   tileSize: number;
   tiles: number;
-  /** Streaming: output tiles, their halo in latent pixels, and the proxy's downsampling factor. */
+  /**
+   * Streaming: output tiles (encode: summed over the streamed stages), their halo in latent pixels (encode: the
+   * largest), and the proxy's downsampling factor (decode).
+   */
   streamTiles?: number;
   halo?: number;
   proxyFactor?: number;
+  /** Streaming encode: down-path stages streamed, and passes over their tiles (GroupNorms + 1 per stage). */
+  streamedStages?: number;
+  passes?: number;
   /** Largest single tile/scratch buffer the schedule allocated. */
   maxTileBytes: number;
   /** The schedule's own estimate of its peak (activations only). */
@@ -327,13 +345,48 @@ export class AutoencoderKL {
     const rt = image.rt;
     const h = H / f;
     const w = W / f;
-    const plan = this.planTiling(rt, 'encode', N, h, w, o.tiling);
+    let tiling = o.tiling;
+    let plan = this.planTiling(rt, 'encode', N, h, w, tiling);
     throwIfAborted(o.signal, op);
+    for (;;) {
+      try {
+        return await this.encodePlanned(enc, image, plan, o.signal);
+      } catch (e) {
+        // As in decode: out of memory while running retries with half the tile edge(s); same result.
+        if (!(e instanceof OutOfMemoryError) || tiling === 'off' || (plan.T <= 1 && plan.streamT <= 1)) throw e;
+        const base: TilingOptions = typeof tiling === 'object' ? tiling : {};
+        tiling = {
+          ...base,
+          tileSize: Math.max(1, Math.floor(plan.T / 2)),
+          ...(plan.mode === 'streaming' ? { mode: 'streaming' as const, streamTileSize: Math.max(1, Math.floor(plan.streamT / 2)) } : {}),
+        };
+        plan = this.planTiling(rt, 'encode', N, h, w, tiling);
+        throwIfAborted(o.signal, op);
+      }
+    }
+  }
+
+  private encodePlanned(enc: Encoder, image: Tensor, plan: TilingPlan, signal: AbortSignal | undefined): Promise<{ mean: Tensor; logvar: Tensor; report: TilingReport }> {
+    const rt = image.rt;
+    const f = this.downsampleFactor;
+    const [N, , H, W] = image.shape as [number, number, number, number];
+    const h = H / f;
+    const w = W / f;
     return rt.scopeAsync(async () => {
-      const ex = new TileExec(rt, {}, o.signal);
-      let x = this.split(ex, image, plan.T, f);
-      const tiles = x.count;
-      x = await enc.downPath(ex, x); // [N, C_top, h, w]
+      const ex = new TileExec(rt, {}, signal);
+      const report: TilingReport = { mode: plan.mode, exact: true, tileSize: plan.T, tiles: 0, maxTileBytes: 0, estimatedBytes: plan.estimatedBytes };
+      let x: TiledAct;
+      let from = 0;
+      if (plan.encodeStages) {
+        const s = await this.encodeStreaming(ex, enc, image, plan.encodeStages);
+        x = s.x;
+        from = plan.encodeStages.length;
+        Object.assign(report, s.report);
+      } else {
+        x = this.split(ex, image, plan.T, f);
+      }
+      report.tiles = x.count;
+      x = await enc.downPath(ex, x, from); // [N, C_top, h, w]
       x = await enc.head(ex, x); // [N, 2·latent, h, w]
       if (this.quantConv) x = await ex.conv(this.quantConv, x, { consume: true });
       const L = this.latentChannels;
@@ -348,9 +401,115 @@ export class AutoencoderKL {
         }
       }
       x.dispose();
-      const report: TilingReport = { mode: plan.mode, exact: true, tileSize: plan.T, tiles, maxTileBytes: ex.maxTileBytes, estimatedBytes: plan.estimatedBytes };
+      report.maxTileBytes = Math.max(report.maxTileBytes, ex.maxTileBytes);
       return { mean, logvar, report };
     });
+  }
+
+  /**
+   * Streams the first `stages.length` down-path stages (see the header): for each, passes over its output
+   * tiles until every GroupNorm's whole-image statistics are known, then a last pass writes the stage output,
+   * kept as tiles of `outT` latent px. Returns the last stage's output (the input of the exact rest).
+   */
+  private async encodeStreaming(ex: TileExec, enc: Encoder, image: Tensor, stages: readonly EncodeStagePlan[]): Promise<{ x: TiledAct; report: Partial<TilingReport> }> {
+    const rt = ex.rt;
+    const f = this.downsampleFactor;
+    const ch = this.config.block_out_channels;
+    const [N, inC, H, W] = image.shape as [number, number, number, number];
+    const h = H / f;
+    const w = W / f;
+    let cur = new TiledAct(N, inC, [0, H], [0, W], [image], 0, 0, true); // borrowed
+    let passes = 0;
+    let streamTiles = 0;
+    let maxTileBytes = 0;
+    try {
+      for (let i = 0; i < stages.length; i++) {
+        const { S, T, halo, outT } = stages[i]!;
+        const scaleIn = f / 2 ** i; // stage input pixels per latent pixel
+        const scaleOut = i < ch.length - 1 ? scaleIn / 2 : scaleIn;
+        const oys = splitLength(h, S);
+        const oxs = splitLength(w, S);
+        const replay = new Map<string, Tensor>();
+        let out: TiledAct | undefined;
+        try {
+          for (;;) {
+            const moments = new Map<string, Tensor[]>(); // kept outside the tiles' scopes until merged
+            let ended: StatsPassEnd | undefined;
+            let completed = 0;
+            try {
+              for (let a = 0; a + 1 < oys.length; a++) {
+                for (let b = 0; b + 1 < oxs.length; b++) {
+                  throwIfAborted(ex.signal, 'AutoencoderKL.encode');
+                  const core = { y0: oys[a]!, y1: oys[a + 1]!, x0: oxs[b]!, x1: oxs[b + 1]! }; // latent px
+                  const r = { y0: Math.max(0, core.y0 - halo), y1: Math.min(h, core.y1 + halo), x0: Math.max(0, core.x0 - halo), x1: Math.min(w, core.x1 + halo) };
+                  const at = (q: typeof r, k: number) => ({ y0: k * q.y0, y1: k * q.y1, x0: k * q.x0, x1: k * q.x1 });
+                  try {
+                    await rt.scopeAsync(async () => {
+                      const sub = ex.regrid(cur, at(r, scaleIn), splitLength(r.y1 - r.y0, T, scaleIn), splitLength(r.x1 - r.x0, T, scaleIn));
+                      const stageEx = new TileExec(rt, { replay, collect: { window: at(core, scaleIn), baseH: sub.H, moments } }, ex.signal);
+                      let y: TiledAct;
+                      try {
+                        y = await enc.stage(stageEx, sub, i);
+                      } finally {
+                        maxTileBytes = Math.max(maxTileBytes, stageEx.maxTileBytes);
+                      }
+                      out ??= this.emptyTiles(ex, N, ch[i]!, splitLength(h, outT, scaleOut), splitLength(w, outT, scaleOut));
+                      this.pasteTiles(ex, y, out, at(core, scaleOut));
+                      y.dispose();
+                    });
+                    completed++;
+                  } catch (e) {
+                    if (!(e instanceof StatsPassEnd)) throw e;
+                    ended = e;
+                  }
+                  if (ended && completed > 0) throw new Error(`AutoencoderKL.encode: stage ${i} tiles disagree on the pass (internal error)`);
+                  await rt.sync(); // bounds the recorded work
+                }
+              }
+              passes++;
+              if (ended) replay.set(ended.key, rt.keep(groupNormStatsFromMoments(rt, moments.get(ended.key)!, ended.eps)));
+            } finally {
+              for (const list of moments.values()) for (const m of list) m.dispose();
+            }
+            if (!ended) break;
+          }
+        } catch (e) {
+          out?.dispose();
+          throw e;
+        } finally {
+          for (const t of replay.values()) t.dispose();
+        }
+        cur.dispose();
+        cur = out!;
+        streamTiles += (oys.length - 1) * (oxs.length - 1);
+      }
+    } catch (e) {
+      cur.dispose();
+      throw e;
+    }
+    ex.maxTileBytes = Math.max(ex.maxTileBytes, maxTileBytes);
+    for (let i = 0; i < cur.rows; i++) for (let j = 0; j < cur.cols; j++) rt.adopt(cur.tile(i, j)); // back into the caller's scope
+    const halo = Math.max(...stages.map((s) => s.halo));
+    return { x: cur, report: { streamTiles, halo, streamedStages: stages.length, passes } };
+  }
+
+  /** Uninitialised tiles [N, C, ·, ·] on the grid (ys, xs), outside any scope (the caller disposes them). */
+  private emptyTiles(ex: TileExec, N: number, C: number, ys: number[], xs: number[]): TiledAct {
+    const rt = ex.rt;
+    const tiles: Tensor[] = [];
+    try {
+      for (let i = 0; i + 1 < ys.length; i++) {
+        for (let j = 0; j + 1 < xs.length; j++) {
+          const t = rt.keep(rt.empty([N, C, ys[i + 1]! - ys[i]!, xs[j + 1]! - xs[j]!], 'f32', 'vae.stage'));
+          tiles.push(t);
+          ex.note(t);
+        }
+      }
+    } catch (e) {
+      for (const t of tiles) t.dispose();
+      throw e;
+    }
+    return new TiledAct(N, C, ys, xs, tiles);
   }
 
   // ------------------------------------------------------------------------------------------- planning
@@ -370,30 +529,27 @@ export class AutoencoderKL {
       });
       out.push({ C: c.out_channels, scale: 2 ** (n - 1) });
     } else {
-      const f = 2 ** (n - 1);
-      out.push({ C: c.in_channels, scale: f }, { C: ch[0]!, scale: f });
-      ch.forEach((co, i) => {
-        out.push({ C: i === 0 ? ch[0]! : ch[i - 1]!, scale: f / 2 ** i }, { C: co, scale: f / 2 ** i });
-        if (i < n - 1) out.push({ C: co, scale: f / 2 ** (i + 1) });
-      });
+      for (let i = 0; i < n; i++) out.push(...this.stageSites(i));
       out.push({ C: 2 * c.latent_channels, scale: 1 });
     }
     return out;
   }
 
-  /** Largest tile buffer (with a one-pixel halo) for latent tile edge T, and the whole-activation peak estimate. */
+  /** Activation shapes of encoder stage i (conv_in +) down block i, in latent-pixel units. */
+  private stageSites(i: number): Site[] {
+    const c = this.config;
+    const ch = c.block_out_channels;
+    const scale = 2 ** (ch.length - 1 - i);
+    const out: Site[] = i === 0 ? [{ C: c.in_channels, scale }, { C: ch[0]!, scale }] : [];
+    out.push({ C: i === 0 ? ch[0]! : ch[i - 1]!, scale }, { C: ch[i]!, scale });
+    if (i < ch.length - 1) out.push({ C: ch[i]!, scale: scale / 2 });
+    return out;
+  }
+
+  /** footprintOf() of a whole half (the mid block at latent resolution included). */
   private footprint(which: 'decode' | 'encode', N: number, h: number, w: number, T: number): { tile: number; peak: number } {
-    const sites = this.sites(which);
-    let tile = 0;
-    let full = 0;
-    for (const { C, scale } of sites) {
-      tile = Math.max(tile, N * C * (Math.min(T, h) * scale + 2) * (Math.min(T, w) * scale + 2) * 4);
-      full = Math.max(full, N * C * h * w * scale * scale * 4);
-    }
     const top = this.config.block_out_channels[this.config.block_out_channels.length - 1]!;
-    const mid = N * top * h * w * 4;
-    // Two activations (a layer's input and output) plus a few tiles in flight; the mid block also holds K and V.
-    return { tile, peak: Math.max(2 * full, 4 * mid) + 4 * tile };
+    return footprintOf(this.sites(which), N, h, w, T, top);
   }
 
   /**
@@ -421,30 +577,20 @@ export class AutoencoderKL {
       throw new ArgumentError(where, `tiling.streamTileSize must be a positive integer (latent pixels), got ${o.streamTileSize}`);
     }
     if (o.maxBufferBytes !== undefined && !(o.maxBufferBytes > 0)) throw new ArgumentError(where, `tiling.maxBufferBytes must be > 0, got ${o.maxBufferBytes}`);
-    if (mode === 'streaming' && which === 'encode') throw new ArgumentError(where, `tiling.mode 'streaming' is implemented for decode only`);
     const cap = Math.min(rt.allocator.maxBufferBytes, o.maxBufferBytes ?? DEFAULT_MAX_TILE_BYTES);
-    const largestT = (H: number, W: number): number => {
-      let lo = 1;
-      let hi = Math.max(H, W);
-      if (this.footprint(which, N, H, W, lo).tile > cap) return 0;
-      while (lo < hi) {
-        const mid = Math.ceil((lo + hi) / 2);
-        if (this.footprint(which, N, H, W, mid).tile <= cap) lo = mid;
-        else hi = mid - 1;
-      }
-      return lo;
-    };
+    const largestT = (H: number, W: number): number => largestTileFor(this.sites(which), N, H, W, cap);
     const T = o.tileSize ?? largestT(h, w);
     if (T === 0) throw new OutOfMemoryError(this.footprint(which, N, h, w, 1).tile, cap, `${where}: even a 1-pixel tile exceeds the ${fmtBytes(cap)} buffer cap (batch ${N})`);
     const available = rt.allocator.budgetBytes - rt.memory().liveBytes;
     const peak = this.footprint(which, N, h, w, T).peak;
     const tiled = T < Math.max(h, w) ? 'exact' : 'untiled';
-    if (mode !== 'streaming' && (peak <= available || mode === 'exact' || which === 'encode')) {
+    if (mode !== 'streaming' && (peak <= available || mode === 'exact')) {
       if (peak > available) {
         throw new OutOfMemoryError(peak, available, `${where} of a ${h}×${w} latent (batch ${N}) needs about ${fmtBytes(peak)} of activations with exact tiling, over the ${fmtBytes(rt.allocator.budgetBytes)} budget`);
       }
       return { mode: tiled, T, streamT: 0, proxyFactor: 1, estimatedBytes: peak };
     }
+    if (which === 'encode') return this.planEncodeStreaming(N, h, w, o, cap, available, rt.allocator.budgetBytes);
     // Streaming: the mid-block output and the image stay resident; the up path runs one output tile at a time.
     const f = this.downsampleFactor;
     const top = this.config.block_out_channels[this.config.block_out_channels.length - 1]!;
@@ -474,6 +620,69 @@ export class AutoencoderKL {
     const sw = Math.min(w, streamT + 2 * halo);
     const { t: subT, peak: subPeak } = subPlan(sh, sw);
     return { mode: 'streaming', T: subT, streamT, proxyFactor, estimatedBytes: Math.max(headPeak, resident + subPeak) };
+  }
+
+  /**
+   * Streaming encode: stream the fewest leading stages after which the rest (remaining stages and the mid
+   * block, layer-synchronous) fits; each streamed stage gets the largest output tile whose working set (its
+   * input and output kept whole, plus one tile's sub-image run layer-synchronously) fits.
+   */
+  private planEncodeStreaming(N: number, h: number, w: number, o: TilingOptions, cap: number, available: number, budget: number): TilingPlan {
+    const where = 'AutoencoderKL.encode';
+    const c = this.config;
+    const ch = c.block_out_channels;
+    const n = ch.length;
+    const f = this.downsampleFactor;
+    const top = ch[n - 1]!;
+    const restSites = (s: number): Site[] => [...Array.from({ length: n - s }, (_, k) => this.stageSites(s + k)).flat(), { C: top, scale: 1 }, { C: 2 * c.latent_channels, scale: 1 }];
+    const fail = (need: number, why: string) =>
+      new OutOfMemoryError(need, available, `${where} of a ${h}×${w} latent (batch ${N}) does not fit the ${fmtBytes(budget)} budget even when streaming: ${why}`);
+    let streamed = 0;
+    let T = 0;
+    let restPeak = Infinity;
+    for (let s = 1; s <= n; s++) {
+      T = o.tileSize ?? largestTileFor(restSites(s), N, h, w, cap);
+      restPeak = T === 0 ? Infinity : footprintOf(restSites(s), N, h, w, T, top).peak;
+      if (restPeak <= available) {
+        streamed = s;
+        break;
+      }
+    }
+    if (streamed === 0) throw fail(restPeak, `the mid block at latent resolution needs about ${fmtBytes(restPeak)}`);
+    const stages: EncodeStagePlan[] = [];
+    let estimate = restPeak;
+    for (let i = 0; i < streamed; i++) {
+      const sites = this.stageSites(i);
+      const scaleIn = f / 2 ** i;
+      const scaleOut = i < n - 1 ? scaleIn / 2 : scaleIn;
+      const inBytes = i === 0 ? 0 : N * ch[i - 1]! * h * w * scaleIn * scaleIn * 4; // the image is the caller's (already live)
+      const outBytes = N * ch[i]! * h * w * scaleOut * scaleOut * 4;
+      // Reach of the stage in its input pixels: conv_in, two 3×3 convs per resnet, the stride-2 conv (2 px).
+      const reach = (i === 0 ? 1 : 0) + 2 * c.layers_per_block + (i < n - 1 ? 2 : 0);
+      const halo = Math.ceil(reach / scaleIn);
+      const outSite = [{ C: ch[i]!, scale: scaleOut }];
+      const outT = i + 1 === streamed ? T : o.tileSize ?? largestTileFor(outSite, N, h, w, cap);
+      let plan: EncodeStagePlan | undefined;
+      let peak = Infinity;
+      for (let S = o.streamTileSize ?? Math.max(h, w); S >= 1; S = S > 8 ? S - Math.max(1, Math.floor(S / 8)) : S - 1) {
+        const sh = Math.min(h, S + 2 * halo);
+        const sw = Math.min(w, S + 2 * halo);
+        const t = o.tileSize ?? largestTileFor(sites, N, sh, sw, cap);
+        if (t === 0 || outT === 0) continue;
+        // Moments kept between passes: one [N, G, 3] (≥ 256 B) per sub-tile per output tile, twice while merged.
+        const pieces = Math.ceil(h / S) * Math.ceil(w / S) * (Math.ceil(sh / t) + 1) * (Math.ceil(sw / t) + 1);
+        const momentBytes = 2 * pieces * Math.max(256, Math.ceil((N * c.norm_num_groups * 12) / 256) * 256);
+        peak = inBytes + outBytes + footprintOf(sites, N, sh, sw, t).peak + momentBytes;
+        if (peak <= available) {
+          plan = { S, T: t, halo, outT };
+          break;
+        }
+      }
+      if (!plan) throw fail(peak, `stage ${i} keeps ${fmtBytes(inBytes + outBytes)} of input and output`);
+      stages.push(plan);
+      estimate = Math.max(estimate, peak);
+    }
+    return { mode: 'streaming', T, streamT: Math.min(...stages.map((s) => s.S)), proxyFactor: 1, estimatedBytes: estimate, encodeStages: stages };
   }
 
   /** `x` as a TiledAct of tiles ≤ T latent px (`unit` image px per latent px); the caller's tensor is borrowed. */
@@ -511,6 +720,63 @@ export class AutoencoderKL {
       }
     }
   }
+
+  /** Copies the part of y (placed at its origin) inside `r` into the tiles of `dst` (same resolution, origin 0). */
+  private pasteTiles(ex: TileExec, y: TiledAct, dst: TiledAct, r: { y0: number; y1: number; x0: number; x1: number }): void {
+    for (let a = 0; a < y.rows; a++) {
+      for (let b = 0; b < y.cols; b++) {
+        const ty0 = y.oy + y.ys[a]!;
+        const tx0 = y.ox + y.xs[b]!;
+        for (let i = 0; i < dst.rows; i++) {
+          for (let j = 0; j < dst.cols; j++) {
+            const y0 = Math.max(r.y0, ty0, dst.ys[i]!);
+            const y1 = Math.min(r.y1, y.oy + y.ys[a + 1]!, dst.ys[i + 1]!);
+            const x0 = Math.max(r.x0, tx0, dst.xs[j]!);
+            const x1 = Math.min(r.x1, y.ox + y.xs[b + 1]!, dst.xs[j + 1]!);
+            if (y1 <= y0 || x1 <= x0) continue;
+            copyRect(ex.rt, y.tile(a, b), dst.tile(i, j), { rows: y1 - y0, cols: x1 - x0, sy: y0 - ty0, sx: x0 - tx0, dy: y0 - dst.ys[i]!, dx: x0 - dst.xs[j]! });
+          }
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Largest tile buffer (with a one-pixel halo) for latent tile edge T over `sites`, and the peak estimate of a
+ * layer-synchronous run over an h × w latent: two activations (a layer's input and output) plus a few tiles
+ * in flight; with `midC` channels of mid block at latent resolution, which also holds K and V.
+ */
+function footprintOf(sites: readonly Site[], N: number, h: number, w: number, T: number, midC = 0): { tile: number; peak: number } {
+  let tile = 0;
+  let full = 0;
+  for (const { C, scale } of sites) {
+    tile = Math.max(tile, N * C * (Math.min(T, h) * scale + 2) * (Math.min(T, w) * scale + 2) * 4);
+    full = Math.max(full, N * C * h * w * scale * scale * 4);
+  }
+  const mid = N * midC * h * w * 4;
+  return { tile, peak: Math.max(2 * full, 4 * mid) + 4 * tile };
+}
+
+/** Largest T ≤ max(h, w) whose footprintOf(sites).tile fits `cap` (0 when even T = 1 does not). */
+function largestTileFor(sites: readonly Site[], N: number, h: number, w: number, cap: number): number {
+  let lo = 1;
+  let hi = Math.max(h, w);
+  if (footprintOf(sites, N, h, w, lo).tile > cap) return 0;
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (footprintOf(sites, N, h, w, mid).tile <= cap) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+/** One streamed encoder stage (latent pixels): output tile edge S, sub-image tile edge T, halo, output kept as tiles of outT. */
+export interface EncodeStagePlan {
+  S: number;
+  T: number;
+  halo: number;
+  outT: number;
 }
 
 /** A tiling decision (see `AutoencoderKL.planTiling`). */
@@ -522,4 +788,6 @@ export interface TilingPlan {
   streamT: number;
   proxyFactor: number;
   estimatedBytes: number;
+  /** Streaming encode: the stages streamed before the exact rest (which runs at tile edge T). */
+  encodeStages?: EncodeStagePlan[];
 }

@@ -97,10 +97,39 @@ export interface StatsStore {
   record?: Map<string, Tensor>;
   /** Statistics looked up by layer key instead of being computed. */
   replay?: Map<string, Tensor>;
+  /**
+   * Streaming encode: at the first GroupNorm not in `replay`, the moments of the activation over `window`
+   * are appended to `moments` under the layer's key (kept alive; the owner disposes them) and the pass ends
+   * with a `StatsPassEnd`.
+   */
+  collect?: StatsCollect;
+}
+
+/**
+ * The part of a sub-image whose moments a collecting pass contributes: `window` in the coordinates of the
+ * full image at the resolution where the sub-image was cut (its core, without halo), and the height of the
+ * sub-image there, from which an activation's resolution relative to it follows (H / baseH).
+ */
+export interface StatsCollect {
+  window: Rect;
+  baseH: number;
+  moments: Map<string, Tensor[]>;
+}
+
+/** Ends a collecting pass at the GroupNorm `key` (the first whose statistics are not known yet). */
+export class StatsPassEnd extends Error {
+  constructor(
+    readonly key: string,
+    /** The layer's GroupNorm eps, for turning the collected moments into statistics. */
+    readonly eps: number,
+  ) {
+    super(`statistics pass ended at ${key}`);
+    this.name = 'StatsPassEnd';
+  }
 }
 
 /** A rectangle [y0, y1) × [x0, x1). */
-interface Rect {
+export interface Rect {
   y0: number;
   y1: number;
   x0: number;
@@ -135,9 +164,27 @@ export class TileExec {
   groupStats(norm: NamedNorm, x: TiledAct): { stats: Tensor | undefined; owned: boolean } {
     const replayed = this.stats.replay?.get(norm.key);
     if (replayed) return { stats: replayed, owned: false };
-    if (x.count === 1 && !this.stats.record) return { stats: undefined, owned: false };
     const rt = this.rt;
     const G = norm.layer.groups;
+    const collect = this.stats.collect;
+    if (collect) {
+      // Moments of the part of x inside the window (at x's resolution), tile by tile.
+      const s = x.H / collect.baseH;
+      const win = { y0: collect.window.y0 * s - x.oy, y1: collect.window.y1 * s - x.oy, x0: collect.window.x0 * s - x.ox, x1: collect.window.x1 * s - x.ox };
+      if (![win.y0, win.y1, win.x0, win.x1].every(Number.isInteger)) throw new Error(`TileExec: statistics window ${JSON.stringify(win)} is not on pixel boundaries`);
+      const list = collect.moments.get(norm.key) ?? [];
+      collect.moments.set(norm.key, list);
+      for (let i = 0; i < x.rows; i++) {
+        for (let j = 0; j < x.cols; j++) {
+          const r = { y0: Math.max(win.y0, x.ys[i]!), y1: Math.min(win.y1, x.ys[i + 1]!), x0: Math.max(win.x0, x.xs[j]!), x1: Math.min(win.x1, x.xs[j + 1]!) };
+          if (r.y1 <= r.y0 || r.x1 <= r.x0) continue;
+          const local = { y0: r.y0 - x.ys[i]!, y1: r.y1 - x.ys[i]!, x0: r.x0 - x.xs[j]!, x1: r.x1 - x.xs[j]! };
+          list.push(rt.keep(groupNormMoments(rt, x.tile(i, j), G, local))); // [N, G, 3]
+        }
+      }
+      throw new StatsPassEnd(norm.key, norm.layer.eps);
+    }
+    if (x.count === 1 && !this.stats.record) return { stats: undefined, owned: false };
     const moments: Tensor[] = [];
     for (let i = 0; i < x.rows; i++) for (let j = 0; j < x.cols; j++) moments.push(groupNormMoments(rt, x.tile(i, j), G)); // [N, G, 3] each
     const stats = groupNormStatsFromMoments(rt, moments, norm.layer.eps); // [N, G, 2]
