@@ -14,7 +14,7 @@
 //                 (ng·strideNG + s·strideS)·3 → (count, mean, M2) at y[(ng·So + o)·3 ..], or with STATS
 //                 (So = 1) → (mean, rstd) at y[ng·2 ..]     dispatch rt.grid(ceil(NG·So / WG_SIZE))
 //   main_merge_sg the same with the subgroup's lanes reading the partials of each lane's output in turn
-//                 and combining theirs with subgroupShuffleXor (subgroup section, needs `subgroups`)
+//                 and adding theirs with subgroupAdd (subgroup section, needs `subgroups`)
 //   main_apply    normalises with stats [N,G,2] (mean, rstd); one vec4 (VEC4: H·W % 4 == 0) or one value
 //                 per invocation                          dispatch rt.grid(ceil(V / WG_SIZE))
 //   main_apply_plane  H·W/4 a multiple of APPLY_J·WG_SIZE (APPLY_J ∈ {1, 2, 4}): workgroup w normalises vec4s
@@ -273,21 +273,28 @@ fn main_apply_plane(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) 
 fn main_merge_sg(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32,
                  @builtin(subgroup_size) sgs: u32, @builtin(subgroup_invocation_id) sgi: u32) {
   _ = &x; _ = &weight; _ = &bias; _ = &scale; _ = &shift;
-  // No early return: every lane takes part in every subgroup operation (uniform control flow).
+  // No early return: every lane takes part in every subgroup operation (uniform control flow). Lanes are
+  // counted (n, rank) rather than taken from subgroup_size, which a partial subgroup does not fill.
   let id = (wid.x + wid.y * nwg.x) * WG_SIZE + li;
   let outs = params.NG * params.So;
+  let n = subgroupAdd(1u);
+  let rank = subgroupExclusiveAdd(1u);
   var mine = vec3f(0.0);
   var myPivot = 0.0;
   for (var r = 0u; r < sgs; r++) {
-    let t = min(subgroupShuffle(id, r), outs - 1u);  // lane r's output (clamped: lanes past the end repeat the last)
+    // Lane r's output (clamped: past the end, or an absent lane's, is some output, computed and dropped).
+    let t = min(subgroupShuffle(id, r), outs - 1u);
     let ng = t / params.So;
     let lo = (t - ng * params.So) * params.M;
     let hi = min(params.S, lo + params.M);
     let pivot = stats[(ng * params.strideNG + lo * params.strideS) * 3u + 1u];
-    var m = mergeRange(ng, lo, hi, sgi, sgs, pivot);
-    for (var b = 1u; b < sgs; b <<= 1u) { m = chan(m, subgroupShuffleXor(m, b)); }
+    let m = mergeRange(ng, lo, hi, rank, n, pivot);
+    // Lane triples → sums about the pivot (n, Σ n·μ, Σ M2 + n·μ²), added across the subgroup and turned
+    // back; the pivot is a partial's mean, so the final M2 = S2 − S1²/N cancels nothing large.
+    let s = subgroupAdd(vec3f(m.x, m.x * m.y, m.z + m.x * m.y * m.y));
+    let mean = s.y / s.x;
     if (sgi == r) {
-      mine = m;
+      mine = vec3f(s.x, mean, max(s.z - s.y * mean, 0.0));
       myPivot = pivot;
     }
   }

@@ -159,13 +159,16 @@ fn main_apply_rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) n
 fn main_stats_sg(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32,
                  @builtin(subgroup_size) sgs: u32, @builtin(subgroup_invocation_id) sgi: u32) {
   _ = &weight; _ = &bias; _ = &stats;
-  // No early return: every lane takes part in every subgroup operation (uniform control flow).
+  // No early return: every lane takes part in every subgroup operation (uniform control flow). Lanes are
+  // counted (n, rank) rather than taken from subgroup_size, which a partial subgroup does not fill.
   let r = (wid.x + wid.y * nwg.x) * WG_SIZE + li;
+  let n = subgroupAdd(1u);
+  let rank = subgroupExclusiveAdd(1u);
   var mine = vec3f(0.0);
   for (var l = 0u; l < sgs; l++) {
-    let base = min(subgroupShuffle(r, l), params.R - 1u) * params.D;  // lane l's row (past the end: the last)
+    let base = min(subgroupShuffle(r, l), params.R - 1u) * params.D;  // lane l's row (past the end, or an absent lane's: some row, computed and dropped)
     let k = shiftOf(base);
-    let sums = subgroupAdd(rowSums(base, sgi, units(), sgs, k));
+    let sums = subgroupAdd(rowSums(base, rank, units(), n, k));
     if (sgi == l) { mine = vec3f(k, sums); }
   }
   if (r < params.R) { putStats(r, mine.x, mine.yz); }
