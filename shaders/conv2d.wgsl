@@ -1,3 +1,4 @@
+// prefix: gemm-epilogue.wgsl
 // 2-D convolution (cross-correlation, NCHW) as an implicit GEMM with a fused epilogue:
 //   out[z,co,oy,ox] = bias[co] + Σ_{ci,ky,kx} w[co,ci,ky,kx] · xv[z,ci, oy·S − padTop + ky, ox·S − padLeft + kx] + R[z,co,oy,ox]
 // where xv is x zero-padded and, with UPSAMPLE, nearest-×2 upsampled on the fly (xv[i, j] = x[i/2, j/2]).
@@ -9,6 +10,7 @@
 // main_direct (CPU adapters): no workgroup memory and no barriers; each thread owns 8 channels × 8 pixels
 // (sixteen vec4 accumulators), walks (ci, ky, kx) as nested loops (no index division in the loop; 1×1 is the
 // same loop with one tap) and reads weights and input straight from storage. Its block is (8·WG_M) channels × (8·WG_N) pixels.
+// main_sg / main_sg3 (CPU adapters with 4-wide subgroups, 16 × 8 per thread) are in shaders/conv2d-sg.wgsl.
 // Dispatch: rt.grid(tilesM · tilesN) in (x, y), batch in z. Bindings: 0 x, 1 w, 2 bias (if HAS_BIAS),
 // 3 residual (if HAS_RESIDUAL), 4 out, 5 params. Matches test/reference/conv2d.ts conv2dRef (float64).
 
@@ -171,14 +173,7 @@ fn store(oBase: u32, co: u32, p: u32, acc: vec4f) {
   if (co >= params.Cout) { return; }
   var v = acc;
   if (HAS_BIAS) { v += vec4f(bias[co]); }
-  let row = oBase + co * params.P;
-  for (var j = 0u; j < 4u; j++) {
-    if (p + j < params.P) {
-      var y = v[j];
-      if (HAS_RESIDUAL) { y += residual[row + p + j]; }
-      out[row + p + j] = y;
-    }
-  }
+  store4(oBase + co * params.P, p, params.P, v);
 }
 
 @compute @workgroup_size(THREADS)

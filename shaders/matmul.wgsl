@@ -1,4 +1,4 @@
-// prefix: activation.wgsl
+// prefix: activation.wgsl, gemm-epilogue.wgsl
 // Batched matmul with a fused epilogue:
 //   C[z,m,n] = act(alpha · Σ_k A[z,m,k] · B[z,k,n] + bias[n]) + R[z,m,n]
 // A: [Z, M, K] f32 row-major. B: [Z, K, N], or [Z, N, K] when TRANS_B (a PyTorch Linear weight); f32 bits or
@@ -10,6 +10,7 @@
 // (sixteen vec4 accumulators) and reads A and B straight from storage; rows/columns past the edge are clamped
 // for loading and dropped when storing. A block is (8·WG_M) × (8·WG_N).
 // Dispatch: rt.grid(tilesM · tilesN) in (x, y), batch in z; the tile id is wid.x + wid.y · num_workgroups.x.
+// main_sg (CPU adapters with 4-wide subgroups, 16 × 8 per thread) is in shaders/matmul-sg.wgsl.
 // Bindings: 0 a, 1 b, 2 bias (read only if HAS_BIAS), 3 residual (read only if HAS_RESIDUAL), 4 out, 5 params.
 // Matches test/reference/matmul.ts matmulRef (float64).
 
@@ -144,15 +145,7 @@ fn store(baseC: u32, m: u32, n: u32, acc: vec4f) {
   if (HAS_BIAS) {
     v += vec4f(bias[min(n, params.N - 1u)], bias[min(n + 1u, params.N - 1u)], bias[min(n + 2u, params.N - 1u)], bias[min(n + 3u, params.N - 1u)]);
   }
-  v = activate(v, ACT);
-  let row = baseC + m * params.N;
-  for (var j = 0u; j < 4u; j++) {
-    if (n + j < params.N) {
-      var y = v[j];
-      if (HAS_RESIDUAL) { y += residual[row + n + j]; }
-      out[row + n + j] = y;
-    }
-  }
+  store4(baseC + m * params.N, n, params.N, activate(v, ACT));
 }
 
 @compute @workgroup_size(THREADS)

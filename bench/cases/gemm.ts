@@ -1,4 +1,4 @@
-import { conv2d } from '../../src/ops/conv2d.js';
+import { conv2d, convEntry } from '../../src/ops/conv2d.js';
 import { describeTiles, gemmTiles, matmul } from '../../src/ops/matmul.js';
 import type { Runtime } from '../../src/runtime/runtime.js';
 import type { BenchCase } from './types.js';
@@ -42,7 +42,7 @@ function convCase(Cin: number, H: number, W: number, Cout: number): BenchCase {
       const b = rt.upload(fill(Cout, 0.1), [Cout], { persistent: true });
       let y: ReturnType<typeof conv2d> | null = null;
       return {
-        variant: `implicit GEMM, ${describeTiles(gemmTiles(rt, Cout, H * W))}`,
+        variant: `implicit GEMM, ${describeTiles(gemmTiles(rt, Cout, H * W))}${convEntry(gemmTiles(rt, Cout, H * W), 3, 3, 1, W) === 'main_sg3' ? ' (main_sg3: 3x3 sliding window)' : ''}`,
         run() {
           y?.dispose();
           y = conv2d(rt, x, w, b, { padding: 1 });

@@ -1,8 +1,13 @@
 import conv2dWgsl from '../../shaders/conv2d.wgsl';
+import conv2dSgWgsl from '../../shaders/conv2d-sg.wgsl';
 import { ArgumentError, ShapeError } from '../runtime/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { gemmTiles, type GemmTiles } from './matmul.js';
+import { checkTiles, GEMM_EPILOGUE_WGSL, gemmTiles, SUBGROUPS_WGSL, type GemmTiles } from './matmul.js';
+
+const CONV2D_WGSL = [GEMM_EPILOGUE_WGSL, conv2dWgsl].join('\n');
+/** With the main_sg / main_sg3 entry points (shaders/conv2d-sg.wgsl): compiled only on devices with `subgroups`. */
+const CONV2D_SG_WGSL = [SUBGROUPS_WGSL, GEMM_EPILOGUE_WGSL, conv2dWgsl, conv2dSgWgsl].join('\n');
 
 export interface Conv2dOptions {
   /** Default 1. */
@@ -15,6 +20,14 @@ export interface Conv2dOptions {
   upsample2x?: boolean;
   /** @internal Forces a kernel variant (tests cover both on one device; benchmarks compare them). */
   tiles?: GemmTiles;
+}
+
+/**
+ * @internal The kernel entry point for a tile choice and geometry: with 'main_sg', 3×3 at stride 1 with whole 8-pixel
+ * groups per output row takes the sliding-window kernel main_sg3.
+ */
+export function convEntry(t: GemmTiles, KH: number, KW: number, stride: number, Wo: number): string {
+  return t.entry === 'main_sg' && KH === 3 && KW === 3 && stride === 1 && Wo % 8 === 0 ? 'main_sg3' : t.entry;
 }
 
 /**
@@ -57,15 +70,19 @@ export function conv2d(rt: Runtime, x: Tensor, weight: Tensor, bias?: Tensor, o:
   }
   if (Math.max(x.numel, N * Cout * Ho * Wo, weight.numel) >= 2 ** 32) throw new ShapeError(op, `[${x.shape}] → [${outShape}] is too large for 32-bit indexing`);
 
-  const out = rt.empty(outShape, 'f32', op);
-  if (out.numel === 0) return out;
   const P = Ho * Wo;
   const Kg = Cin * KH * KW;
   const t = o.tiles ?? gemmTiles(rt, Cout, P);
-  const tilesM = Math.ceil(Cout / (t.per * t.WG_M));
-  const tilesN = Math.ceil(P / (t.per * t.WG_N));
+  if (o.tiles) checkTiles(rt, op, t);
+
+  const out = rt.empty(outShape, 'f32', op);
+  if (out.numel === 0) return out;
+  const tilesM = Math.ceil(Cout / (t.perM * t.WG_M));
+  const tilesN = Math.ceil(P / (t.perN * t.WG_N));
   const is1x1 = KH === 1 && KW === 1 && stride === 1 && !up && padTop + padBottom + padLeft + padRight === 0;
-  const k = rt.kernel('conv2d', conv2dWgsl, {
+  const sg = t.entry === 'main_sg';
+  const entry = convEntry(t, KH, KW, stride, Wo);
+  const k = rt.kernel(sg ? 'conv2d-sg' : 'conv2d', sg ? CONV2D_SG_WGSL : CONV2D_WGSL, {
     WG_M: t.WG_M,
     WG_N: t.WG_N,
     TILE_K: t.TILE_K,
@@ -74,7 +91,7 @@ export function conv2d(rt: Runtime, x: Tensor, weight: Tensor, bias?: Tensor, o:
     HAS_RESIDUAL: !!o.residual,
     IS_1X1: is1x1,
     UPSAMPLE: up,
-  }, t.entry);
+  }, entry);
   const [gx, gy] = rt.grid(tilesM * tilesN);
   rt.dispatch(
     k,

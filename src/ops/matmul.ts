@@ -1,5 +1,8 @@
 import activationWgsl from '../../shaders/activation.wgsl';
+import epilogueWgsl from '../../shaders/gemm-epilogue.wgsl';
 import matmulWgsl from '../../shaders/matmul.wgsl';
+import matmulSgWgsl from '../../shaders/matmul-sg.wgsl';
+import subgroupsWgsl from '../../shaders/subgroups.wgsl';
 import { ArgumentError, ShapeError } from '../runtime/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { Tensor } from '../runtime/tensor.js';
@@ -13,50 +16,92 @@ export const ACTIVATIONS: Readonly<Record<Activation, number>> = { none: 0, silu
 /** The WGSL helper snippet, for dispatchers of other kernels with a fused activation. */
 export const ACTIVATION_WGSL: string = activationWgsl;
 
-const MATMUL_WGSL = activationWgsl + '\n' + matmulWgsl;
+/** The `enable subgroups;` directive, first in kernels with a subgroup entry point (for conv2d too). */
+export const SUBGROUPS_WGSL: string = subgroupsWgsl;
+
+/** The register-tile store shared by the matmul and conv2d kernels. */
+export const GEMM_EPILOGUE_WGSL: string = epilogueWgsl;
+
+const MATMUL_WGSL = [activationWgsl, epilogueWgsl, matmulWgsl].join('\n');
+/** With the main_sg entry point (shaders/matmul-sg.wgsl): compiled only on devices with `subgroups`. */
+const MATMUL_SG_WGSL = [subgroupsWgsl, activationWgsl, epilogueWgsl, matmulWgsl, matmulSgWgsl].join('\n');
 
 /**
- * Workgroup tiling of the register-blocked GEMM kernels (matmul and conv2d share it): WG_M × WG_N threads,
- * each with a 4 × 4 output tile, walking K in TILE_K steps. TILE_K is a multiple of 4, WG_M and WG_N.
+ * Tiling of the register-blocked GEMM kernels (matmul and conv2d share it): WG_M × WG_N threads, each with a
+ * perM × perN output tile. TILE_K (entry 'main' only) is a multiple of 4, WG_M and WG_N.
  */
 export interface GemmTiles {
   WG_M: number;
   WG_N: number;
   TILE_K: number;
-  /** Entry point: 'main' (workgroup tiles, 4 × 4 per thread) or 'main_direct' (no workgroup memory, 8 × 8 per thread). */
-  entry: 'main' | 'main_direct';
-  /** Outputs per thread along each side (4 for 'main', 8 for 'main_direct'). */
-  per: number;
+  /**
+   * Entry point: 'main' (workgroup tiles, 4 × 4 per thread), 'main_direct' (no workgroup memory, 8 × 8 per
+   * thread) or 'main_sg' (no workgroup memory, 16 × 8 per thread, A shared through 4-wide subgroups).
+   */
+  entry: 'main' | 'main_direct' | 'main_sg';
+  /** Outputs per thread along M (rows; output channels for conv2d): 4, 8 or 16 as the entry point fixes. */
+  perM: number;
+  /** Outputs per thread along N (columns; output pixels for conv2d): 4 or 8 as the entry point fixes. */
+  perN: number;
 }
+
+/** The tile shapes each entry point is written for. */
+const PER: Readonly<Record<GemmTiles['entry'], [number, number]>> = { main: [4, 4], main_direct: [8, 8], main_sg: [16, 8] };
 
 /**
  * Tile choice per device class and problem. GPUs get workgroup tiles: 16 × 16 threads, 64 × 64 blocks.
  * CPU adapters (SwiftShader) run a workgroup's invocations as SIMD lanes, where workgroup memory is gathered
- * lane by lane and every barrier switches all fibers: there the barrier-free 8 × 8-per-thread kernel measured
- * 3–7× faster (bench/ops.ts), with 64-thread workgroups. Thin problems shrink the short side.
+ * lane by lane and every barrier switches all fibers: there the barrier-free kernels measured 3–7× faster
+ * (bench/ops.ts), with 64-thread workgroups. Where the device has 4-wide subgroups (SwiftShader), 'main_sg'
+ * shares the A operand through the subgroup: matmul ~1.6× and 3×3 conv ~2.5–4.5× the 8 × 8 direct kernel
+ * (ratios to the FMA peak of the same run). Thin problems shrink the short side.
  */
 export function gemmTiles(rt: Runtime, M: number, N: number): GemmTiles {
   if (isCpuAdapter(rt)) {
-    let [WG_M, WG_N] = [8, 8];
-    if (M <= 8) [WG_M, WG_N] = [1, 32];
-    else if (N <= 8) [WG_M, WG_N] = [32, 1];
-    return { WG_M, WG_N, TILE_K: 16, entry: 'main_direct', per: 8 };
+    if (M > 16 && N > 8 && hasQuadSubgroups(rt)) return tiles(8, 8, 'main_sg');
+    if (M <= 8) return tiles(1, 32, 'main_direct');
+    if (N <= 8) return tiles(32, 1, 'main_direct');
+    return tiles(8, 8, 'main_direct');
   }
-  let [WG_M, WG_N] = [16, 16];
-  if (M <= 16) [WG_M, WG_N] = [4, 32];
-  else if (N <= 16) [WG_M, WG_N] = [32, 4];
-  return { WG_M, WG_N, TILE_K: 16, entry: 'main', per: 4 };
+  if (M <= 16) return tiles(4, 32, 'main');
+  if (N <= 16) return tiles(32, 4, 'main');
+  return tiles(16, 16, 'main');
+}
+
+/** @internal A tile choice with the entry point's per-thread tile (tests force variants with it). */
+export function tiles(WG_M: number, WG_N: number, entry: GemmTiles['entry'], TILE_K = 16): GemmTiles {
+  const [perM, perN] = PER[entry];
+  return { WG_M, WG_N, TILE_K, entry, perM, perN };
 }
 
 /** A short description of a tile choice, for benchmarks and logs. */
 export function describeTiles(t: GemmTiles): string {
-  const how = t.entry === 'main' ? `workgroup tiles, K step ${t.TILE_K}` : 'direct, no workgroup memory';
-  return `${t.entry}: ${t.per * t.WG_M}x${t.per * t.WG_N} block, ${t.WG_M}x${t.WG_N} threads x ${t.per}x${t.per}, ${how}`;
+  const how = t.entry === 'main' ? `workgroup tiles, K step ${t.TILE_K}` : t.entry === 'main_sg' ? 'direct, A shared by subgroup broadcast' : 'direct, no workgroup memory';
+  return `${t.entry}: ${t.perM * t.WG_M}x${t.perN * t.WG_N} block, ${t.WG_M}x${t.WG_N} threads x ${t.perM}x${t.perN}, ${how}`;
 }
 
 /** @internal True for software adapters (SwiftShader and other fallbacks). */
 export function isCpuAdapter(rt: Runtime): boolean {
   return rt.adapterInfo.isFallback || /swiftshader|llvmpipe|lavapipe|cpu/i.test(`${rt.adapterInfo.architecture} ${rt.adapterInfo.device}`);
+}
+
+/**
+ * @internal True where the 'main_sg' kernels may run: `subgroups` enabled and every subgroup exactly 4
+ * invocations (SwiftShader's SIMD width), so that the 4 threads sharing a row group form one subgroup.
+ */
+export function hasQuadSubgroups(rt: Runtime): boolean {
+  if (!rt.hasSubgroups) return false;
+  const info = (rt.device as GPUDevice & { adapterInfo?: { subgroupMinSize?: number; subgroupMaxSize?: number } }).adapterInfo;
+  return info?.subgroupMinSize === 4 && info.subgroupMaxSize === 4;
+}
+
+/** @internal Checks a forced tile choice against the device and the entry point's shape. */
+export function checkTiles(rt: Runtime, op: string, t: GemmTiles): void {
+  const [perM, perN] = PER[t.entry] ?? [0, 0];
+  if (t.perM !== perM || t.perN !== perN) throw new ArgumentError(op, `entry ${t.entry} has ${perM}x${perN} outputs per thread, got ${t.perM}x${t.perN}`);
+  if (t.entry === 'main_sg' && (!hasQuadSubgroups(rt) || t.WG_N % 4 !== 0)) {
+    throw new ArgumentError(op, 'main_sg needs 4-wide subgroups and WG_N a multiple of 4');
+  }
 }
 
 export interface MatmulOptions {
@@ -101,7 +146,13 @@ export function matmul(rt: Runtime, a: Tensor, b: Tensor, o: MatmulOptions = {})
  * nn.Linear: x [..., K] @ weightᵀ + bias, weight [N, K] (f32 or f16 storage), with an optional fused
  * activation and residual ([..., N]). Returns [..., N].
  */
-export function linear(rt: Runtime, x: Tensor, weight: Tensor, bias?: Tensor, o: { activation?: Activation; residual?: Tensor } = {}): Tensor {
+export function linear(
+  rt: Runtime,
+  x: Tensor,
+  weight: Tensor,
+  bias?: Tensor,
+  o: { activation?: Activation; residual?: Tensor; /** @internal Forces a kernel variant (tests). */ tiles?: GemmTiles } = {},
+): Tensor {
   const op = 'linear';
   if (x.shape.length < 1) throw new ShapeError(op, `x must have a feature dimension, got [${x.shape}]`);
   if (weight.shape.length !== 2) throw new ShapeError(op, `weight must be [N, K], got [${weight.shape}]`);
@@ -141,12 +192,15 @@ function gemm(rt: Runtime, op: string, a: Tensor, b: Tensor, outShape: number[],
   }
   if (Z * Math.max(M * K, M * N, K * N) >= 2 ** 32) throw new ShapeError(op, `[${outShape}] with K=${K} is too large for 32-bit indexing`);
 
+  const t = o.tiles ?? gemmTiles(rt, M, N);
+  if (o.tiles) checkTiles(rt, op, t);
+
   const out = rt.empty(outShape, 'f32', op);
   if (out.numel === 0) return out;
-  const t = o.tiles ?? gemmTiles(rt, M, N);
-  const tilesM = Math.ceil(M / (t.per * t.WG_M));
-  const tilesN = Math.ceil(N / (t.per * t.WG_N));
-  const k = rt.kernel('matmul', MATMUL_WGSL, {
+  const tilesM = Math.ceil(M / (t.perM * t.WG_M));
+  const tilesN = Math.ceil(N / (t.perN * t.WG_N));
+  const sg = t.entry === 'main_sg';
+  const k = rt.kernel(sg ? 'matmul-sg' : 'matmul', sg ? MATMUL_SG_WGSL : MATMUL_WGSL, {
     WG_M: t.WG_M,
     WG_N: t.WG_N,
     TILE_K: t.TILE_K,

@@ -1,14 +1,16 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { conv2d, type Conv2dOptions } from '../../src/ops/conv2d.js';
-import type { GemmTiles } from '../../src/ops/matmul.js';
+import { hasQuadSubgroups, tiles, type GemmTiles } from '../../src/ops/matmul.js';
 import { ArgumentError, ShapeError } from '../../src/runtime/errors.js';
 import { f16ToF32, f32ToF16 } from '../../src/runtime/dtype.js';
 import type { Runtime } from '../../src/runtime/runtime.js';
+import type { Tensor } from '../../src/runtime/tensor.js';
 import { expectClose } from '../helpers/close.js';
 import { testRuntime } from '../helpers/device.js';
 import { nodeLoader } from '../helpers/fixtures.js';
 import { randn } from '../helpers/random.js';
 import { conv2dRef } from '../reference/conv2d.js';
+import { get } from '../shared/fixture-check.js';
 import { gemmChecks } from '../shared/fixtures-gemm.js';
 
 const F32 = { atol: 1e-4, rtol: 1e-4 };
@@ -56,16 +58,33 @@ describe('conv2d', () => {
     for (const t of [x, w, b, r, y]) t?.dispose();
   });
 
-  // The device picks one kernel variant; the other is forced here so both stay right on any machine.
+  // The device picks one kernel variant; the others are forced here so all stay right on any machine.
+  // 'main_sg' runs main_sg3 (3x3, stride 1, Wo a multiple of 8) or the generic main_sg, by geometry. It needs
+  // 4-wide subgroups (SwiftShader has them); where the device lacks them, forcing it must throw.
   const variants: [string, GemmTiles][] = [
-    ['workgroup tiles 16x16', { WG_M: 16, WG_N: 16, TILE_K: 16, entry: 'main', per: 4 }],
-    ['direct 8x8', { WG_M: 8, WG_N: 8, TILE_K: 16, entry: 'main_direct', per: 8 }],
+    ['workgroup tiles 16x16', tiles(16, 16, 'main')],
+    ['direct 8x8', tiles(8, 8, 'main_direct')],
+    ['subgroup 8x8 (16x8 per thread)', tiles(8, 8, 'main_sg')],
+    ['subgroup 2x4 (16x8 per thread)', tiles(2, 4, 'main_sg')],
   ];
-  it.each(variants)('forced variant %s: stride-2 asym, upsample2x, 1x1, f16 match the twin', async (_n, tiles) => {
+  /** False (after checking that forcing it throws) where the device cannot run the variant. */
+  function runnable(t: GemmTiles, call: () => unknown): boolean {
+    if (t.entry !== 'main_sg' || hasQuadSubgroups(rt)) return true;
+    expect(call).toThrow(ArgumentError);
+    return false;
+  }
+  it.each(variants)('forced variant %s: stride-2 asym, upsample2x, 1x1, f16, 3x3 sliding window match the twin', async (_n, t) => {
     const runs: [number[], number[], Conv2dOptions & { f16?: boolean }][] = [
       [[2, 5, 10, 9], [9, 5, 3, 3], { stride: 2, padding: [0, 1, 0, 1] }],
       [[1, 3, 5, 6], [10, 3, 3, 3], { padding: 1, upsample2x: true, f16: true }],
       [[1, 7, 5, 5], [6, 7, 1, 1], {}],
+      // Wo a multiple of 8 (main_sg3): asymmetric padding, 18 channels (a partial 16-channel group), batch 2,
+      // 80 pixels (a partial 64-pixel block: groups past the end are clamped and store nothing)
+      [[2, 5, 6, 16], [18, 5, 3, 3], { padding: [0, 1, 2, 0] }],
+      // Wo = 16 through the fused nearest-×2 input, f16 weights
+      [[1, 4, 4, 8], [20, 4, 3, 3], { padding: 1, upsample2x: true, f16: true }],
+      // no padding at all: Wo = 8 from a 10-wide input
+      [[1, 3, 10, 10], [17, 3, 3, 3], {}],
     ];
     for (const [xs, ws, o] of runs) {
       const xv = randn(xs.reduce((p, d) => p * d, 1), 30);
@@ -79,9 +98,34 @@ describe('conv2d', () => {
       const w = rt.upload(wv, ws, { dtype: o.f16 ? 'f16' : 'f32' });
       const b = rt.upload(bv, [ws[0]!]);
       const r = rt.upload(rv, withRes.shape);
-      const y = conv2d(rt, x, w, b, { ...geo(o), residual: r, tiles });
-      expectClose(await rt.read(y), withRes.data, F32, `[${xs}] * [${ws}]`);
-      for (const t of [x, w, b, r, y]) t.dispose();
+      const opts = { ...geo(o), residual: r, tiles: t };
+      if (runnable(t, () => conv2d(rt, x, w, b, opts))) {
+        const y = conv2d(rt, x, w, b, opts);
+        expectClose(await rt.read(y), withRes.data, F32, `[${xs}] * [${ws}]`);
+        y.dispose();
+      }
+      for (const v of [x, w, b, r]) v.dispose();
+    }
+  });
+
+  // The fixture cases of ops.io.safetensors through every forced variant (tolerances.json ops.<name>, as in
+  // test/shared/fixtures-gemm.ts); the default variant runs them below.
+  const fixtures: [string, { atol: number; rtol: number }, Conv2dOptions][] = [
+    ['conv3x3', { atol: 2e-5, rtol: 1e-3 }, { padding: 1 }],
+    ['conv3x3_s2_asym', { atol: 1e-5, rtol: 1e-3 }, { stride: 2, padding: [0, 1, 0, 1] }],
+    ['conv3x3_s2_pad1', { atol: 1e-5, rtol: 1e-3 }, { stride: 2, padding: 1 }],
+    ['conv1x1', { atol: 5e-6, rtol: 1e-3 }, { padding: 0 }],
+  ];
+  it.each(variants)('fixtures ops/conv* with forced variant %s', async (_n, t) => {
+    const f = await nodeLoader('ops.io.safetensors');
+    for (const [name, tol, o] of fixtures) {
+      const [x, w, b] = ['x', 'w', 'b'].map((k) => rt.upload(get(f, `${name}.${k}`).data as Float32Array, get(f, `${name}.${k}`).shape)) as [Tensor, Tensor, Tensor];
+      if (runnable(t, () => conv2d(rt, x, w, b, { ...o, tiles: t }))) {
+        const y = conv2d(rt, x, w, b, { ...o, tiles: t });
+        expectClose(await rt.read(y), get(f, `${name}.y`).data, tol, name);
+        y.dispose();
+      }
+      for (const v of [x, w, b]) v.dispose();
     }
   });
 

@@ -1,13 +1,15 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { linear, matmul, type Activation, type GemmTiles } from '../../src/ops/matmul.js';
+import { gemmTiles, hasQuadSubgroups, isCpuAdapter, linear, matmul, tiles, type Activation, type GemmTiles } from '../../src/ops/matmul.js';
 import { ArgumentError, ShapeError } from '../../src/runtime/errors.js';
 import { f16ToF32, f32ToF16 } from '../../src/runtime/dtype.js';
 import type { Runtime } from '../../src/runtime/runtime.js';
+import type { Tensor } from '../../src/runtime/tensor.js';
 import { expectClose } from '../helpers/close.js';
 import { testRuntime } from '../helpers/device.js';
 import { nodeLoader } from '../helpers/fixtures.js';
 import { randn } from '../helpers/random.js';
 import { activationRef, erfRef, matmulRef } from '../reference/matmul.js';
+import { get } from '../shared/fixture-check.js';
 import { gemmChecks } from '../shared/fixtures-gemm.js';
 
 const F32 = { atol: 1e-4, rtol: 1e-4 };
@@ -143,18 +145,29 @@ describe('matmul', () => {
     expect(rt.dispatches).toBe(before);
   });
 
-  // The device picks one variant; both must be right everywhere, so each is forced once over awkward shapes.
+  // The device picks one variant; all must be right everywhere, so each is forced over awkward shapes.
+  // main_sg needs 4-wide subgroups (SwiftShader has them); where the device lacks them, forcing it must throw.
   const variants: [string, GemmTiles][] = [
-    ['workgroup tiles 16x16', { WG_M: 16, WG_N: 16, TILE_K: 16, entry: 'main', per: 4 }],
-    ['workgroup tiles 4x32', { WG_M: 4, WG_N: 32, TILE_K: 16, entry: 'main', per: 4 }],
-    ['direct 8x8', { WG_M: 8, WG_N: 8, TILE_K: 16, entry: 'main_direct', per: 8 }],
-    ['direct 1x32', { WG_M: 1, WG_N: 32, TILE_K: 16, entry: 'main_direct', per: 8 }],
+    ['workgroup tiles 16x16', tiles(16, 16, 'main')],
+    ['workgroup tiles 4x32', tiles(4, 32, 'main')],
+    ['direct 8x8', tiles(8, 8, 'main_direct')],
+    ['direct 1x32', tiles(1, 32, 'main_direct')],
+    ['subgroup 8x8 (16x8 per thread)', tiles(8, 8, 'main_sg')],
+    ['subgroup 2x4 (16x8 per thread)', tiles(2, 4, 'main_sg')],
   ];
-  it.each(variants)('forced variant %s: transB/f16/batched/epilogue shapes match the twin', async (_n, tiles) => {
+  /** False (after checking that forcing it throws) where the device cannot run the variant. */
+  function runnable(t: GemmTiles, call: () => unknown): boolean {
+    if (t.entry !== 'main_sg' || hasQuadSubgroups(rt)) return true;
+    expect(call).toThrow(ArgumentError);
+    return false;
+  }
+  it.each(variants)('forced variant %s: transB/f16/batched/epilogue shapes match the twin', async (_n, t) => {
     const runs: [number, number, number, number, boolean, boolean][] = [
       [2, 37, 19, 70, false, false],
       [1, 70, 33, 45, true, true],
       [3, 5, 1, 9, false, false],
+      // several blocks each way (K = 9: one unrolled step of 4 and a tail of 1 in main_sg)
+      [1, 133, 9, 70, true, false],
     ];
     for (const [Z, M, K, N, transB, f16] of runs) {
       const av = randn(Z * M * K, 20);
@@ -166,11 +179,42 @@ describe('matmul', () => {
       const b = rt.upload(bv, transB ? [N, K] : [K, N], { dtype: f16 ? 'f16' : 'f32' });
       const bt = rt.upload(bias, [N]);
       const rs = rt.upload(res, [Z, M, N]);
-      const y = matmul(rt, a, b, { transB, bias: bt, residual: rs, activation: 'gelu', alpha: 0.5, tiles });
-      const want = matmulRef(av, [Z, M, K], bv, transB ? [N, K] : [K, N], { transB, bias, residual: res, activation: 'gelu', alpha: 0.5 });
-      expectClose(await rt.read(y), want, F32, `[${Z},${M},${K}]x${N}`);
-      for (const t of [a, b, bt, rs, y]) t.dispose();
+      const o = { transB, bias: bt, residual: rs, activation: 'gelu' as const, alpha: 0.5, tiles: t };
+      if (runnable(t, () => matmul(rt, a, b, o))) {
+        const y = matmul(rt, a, b, o);
+        const want = matmulRef(av, [Z, M, K], bv, transB ? [N, K] : [K, N], { transB, bias, residual: res, activation: 'gelu', alpha: 0.5 });
+        expectClose(await rt.read(y), want, F32, `[${Z},${M},${K}]x${N}`);
+        y.dispose();
+      }
+      for (const x of [a, b, bt, rs]) x.dispose();
     }
+  });
+
+  it.each(variants)('fixture ops/linear with forced variant %s', async (_n, t) => {
+    const f = await nodeLoader('ops.io.safetensors');
+    const [x, w, b] = ['x', 'w', 'b'].map((k) => rt.upload(get(f, `linear.${k}`).data as Float32Array, get(f, `linear.${k}`).shape)) as [Tensor, Tensor, Tensor];
+    if (runnable(t, () => linear(rt, x, w, b, { tiles: t }))) {
+      const y = linear(rt, x, w, b, { tiles: t });
+      // tolerances.json ops.linear, as in test/shared/fixtures-gemm.ts
+      expectClose(await rt.read(y), get(f, 'linear.y').data, { atol: 5e-6, rtol: 1e-3 });
+      y.dispose();
+    }
+    for (const v of [x, w, b]) v.dispose();
+  });
+
+  it('the CPU adapter gets the subgroup kernel where it can run, and a forced variant is checked', () => {
+    const t = gemmTiles(rt, 4096, 320);
+    if (isCpuAdapter(rt)) expect(t.entry).toBe(hasQuadSubgroups(rt) ? 'main_sg' : 'main_direct');
+    else expect(t.entry).toBe('main');
+    expect(gemmTiles(rt, 5, 320).entry).not.toBe('main_sg');
+    const a = rt.zeros([4, 6]);
+    const b = rt.zeros([6, 5]);
+    const before = rt.dispatches;
+    expect(() => matmul(rt, a, b, { tiles: { ...tiles(8, 8, 'main_sg'), perM: 8 } })).toThrow(ArgumentError);
+    expect(() => matmul(rt, a, b, { tiles: tiles(8, 2, 'main_sg') })).toThrow(ArgumentError);
+    expect(rt.dispatches).toBe(before);
+    a.dispose();
+    b.dispose();
   });
 
   it.each(gemmChecks.filter((c) => c.name === 'ops/linear'))('fixture $name', async (check) => {
