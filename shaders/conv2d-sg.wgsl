@@ -5,7 +5,8 @@
 // output channels and 4 different 8-pixel groups; per tap each thread loads the weights of 4 of the channels
 // (co0 + 4q + lane) and subgroupBroadcast hands every thread all 16. On SwiftShader a storage load whose
 // index is not a compile-time constant is a 4-lane gather and dominates the direct kernel's time; this
-// halves the gathers per multiply-add. Any geometry (stride, padding, 1×1, UPSAMPLE), taps walked as main_direct.
+// halves the gathers per multiply-add. Any geometry (stride, padding, UPSAMPLE), taps walked as main_direct;
+// IS_1X1 reads x as the B matrix with the Cin loop unrolled by 4.
 // main_sg3: the same for 3×3 kernels at stride 1 when Wo is a multiple of 8, so a thread's 8 pixels lie in one
 // output row: per (ci, ky) it loads the 10 input values under them once and slides the 3 taps over that
 // window (10 loads instead of 24); row/column offsets and padding masks are computed once, outside the loop.
@@ -49,44 +50,167 @@ fn main_sg(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
   var c10 = vec4f(0.0); var d10 = vec4f(0.0); var c11 = vec4f(0.0); var d11 = vec4f(0.0);
   var c12 = vec4f(0.0); var d12 = vec4f(0.0); var c13 = vec4f(0.0); var d13 = vec4f(0.0);
   var c14 = vec4f(0.0); var d14 = vec4f(0.0); var c15 = vec4f(0.0); var d15 = vec4f(0.0);
-  for (var ci = 0u; ci < params.Cin; ci++) {
-    let plane = xBase + ci * HW;
-    for (var ky = 0u; ky < KH; ky++) {
-      let yLo = iyLo + i32(ky);
-      let yHi = iyHi + i32(ky);
-      let rowOkLo = (yLo >= vec4i(0)) & (yLo < vec4i(Hv));
-      let rowOkHi = (yHi >= vec4i(0)) & (yHi < vec4i(Hv));
-      let rowLo = plane + (vec4u(clamp(yLo, vec4i(0), vec4i(Hv - 1))) >> up) * params.W;
-      let rowHi = plane + (vec4u(clamp(yHi, vec4i(0), vec4i(Hv - 1))) >> up) * params.W;
-      for (var kx = 0u; kx < params.KW; kx++) {
-        let xLo = ixLo + i32(kx);
-        let xHi = ixHi + i32(kx);
-        let okLo = rowOkLo & (xLo >= vec4i(0)) & (xLo < vec4i(Wv));
-        let okHi = rowOkHi & (xHi >= vec4i(0)) & (xHi < vec4i(Wv));
-        let iLo = rowLo + (vec4u(clamp(xLo, vec4i(0), vec4i(Wv - 1))) >> up);
-        let iHi = rowHi + (vec4u(clamp(xHi, vec4i(0), vec4i(Wv - 1))) >> up);
-        let b0 = select(vec4f(0.0), vec4f(x[iLo.x], x[iLo.y], x[iLo.z], x[iLo.w]), okLo);
-        let b1 = select(vec4f(0.0), vec4f(x[iHi.x], x[iHi.y], x[iHi.z], x[iHi.w]), okHi);
-        // w4[q] = weight of channel co0 + 4q + lane at this tap; channel co0 + 4q + l is lane l's w4[q].
-        let w4 = vec4f(loadW(wOff.x), loadW(wOff.y), loadW(wOff.z), loadW(wOff.w));
-        var s: f32;
-        s = subgroupBroadcast(w4.x, 0u); c0 += s * b0; d0 += s * b1;
-        s = subgroupBroadcast(w4.x, 1u); c1 += s * b0; d1 += s * b1;
-        s = subgroupBroadcast(w4.x, 2u); c2 += s * b0; d2 += s * b1;
-        s = subgroupBroadcast(w4.x, 3u); c3 += s * b0; d3 += s * b1;
-        s = subgroupBroadcast(w4.y, 0u); c4 += s * b0; d4 += s * b1;
-        s = subgroupBroadcast(w4.y, 1u); c5 += s * b0; d5 += s * b1;
-        s = subgroupBroadcast(w4.y, 2u); c6 += s * b0; d6 += s * b1;
-        s = subgroupBroadcast(w4.y, 3u); c7 += s * b0; d7 += s * b1;
-        s = subgroupBroadcast(w4.z, 0u); c8 += s * b0; d8 += s * b1;
-        s = subgroupBroadcast(w4.z, 1u); c9 += s * b0; d9 += s * b1;
-        s = subgroupBroadcast(w4.z, 2u); c10 += s * b0; d10 += s * b1;
-        s = subgroupBroadcast(w4.z, 3u); c11 += s * b0; d11 += s * b1;
-        s = subgroupBroadcast(w4.w, 0u); c12 += s * b0; d12 += s * b1;
-        s = subgroupBroadcast(w4.w, 1u); c13 += s * b0; d13 += s * b1;
-        s = subgroupBroadcast(w4.w, 2u); c14 += s * b0; d14 += s * b1;
-        s = subgroupBroadcast(w4.w, 3u); c15 += s * b0; d15 += s * b1;
-        wOff += vec4u(1u);
+  if (IS_1X1) {
+    // x is B as stored ([Cin, P] per batch); the Cin loop is unrolled by 4, then the Cin % 4 tail.
+    var bLo = xBase + pLo;
+    var bHi = xBase + pHi;
+    var b0: vec4f;
+    var b1: vec4f;
+    var w4: vec4f;
+    var s: f32;
+    let Cin4 = params.Cin & ~3u;
+    var ci = 0u;
+    for (; ci < Cin4; ci += 4u) {
+      b0 = vec4f(x[bLo.x], x[bLo.y], x[bLo.z], x[bLo.w]);
+      b1 = vec4f(x[bHi.x], x[bHi.y], x[bHi.z], x[bHi.w]);
+      w4 = vec4f(loadW(wOff.x), loadW(wOff.y), loadW(wOff.z), loadW(wOff.w));
+      s = subgroupBroadcast(w4.x, 0u); c0 += s * b0; d0 += s * b1;
+      s = subgroupBroadcast(w4.x, 1u); c1 += s * b0; d1 += s * b1;
+      s = subgroupBroadcast(w4.x, 2u); c2 += s * b0; d2 += s * b1;
+      s = subgroupBroadcast(w4.x, 3u); c3 += s * b0; d3 += s * b1;
+      s = subgroupBroadcast(w4.y, 0u); c4 += s * b0; d4 += s * b1;
+      s = subgroupBroadcast(w4.y, 1u); c5 += s * b0; d5 += s * b1;
+      s = subgroupBroadcast(w4.y, 2u); c6 += s * b0; d6 += s * b1;
+      s = subgroupBroadcast(w4.y, 3u); c7 += s * b0; d7 += s * b1;
+      s = subgroupBroadcast(w4.z, 0u); c8 += s * b0; d8 += s * b1;
+      s = subgroupBroadcast(w4.z, 1u); c9 += s * b0; d9 += s * b1;
+      s = subgroupBroadcast(w4.z, 2u); c10 += s * b0; d10 += s * b1;
+      s = subgroupBroadcast(w4.z, 3u); c11 += s * b0; d11 += s * b1;
+      s = subgroupBroadcast(w4.w, 0u); c12 += s * b0; d12 += s * b1;
+      s = subgroupBroadcast(w4.w, 1u); c13 += s * b0; d13 += s * b1;
+      s = subgroupBroadcast(w4.w, 2u); c14 += s * b0; d14 += s * b1;
+      s = subgroupBroadcast(w4.w, 3u); c15 += s * b0; d15 += s * b1;
+      bLo += vec4u(HW);
+      bHi += vec4u(HW);
+      b0 = vec4f(x[bLo.x], x[bLo.y], x[bLo.z], x[bLo.w]);
+      b1 = vec4f(x[bHi.x], x[bHi.y], x[bHi.z], x[bHi.w]);
+      w4 = vec4f(loadW(wOff.x + 1u), loadW(wOff.y + 1u), loadW(wOff.z + 1u), loadW(wOff.w + 1u));
+      s = subgroupBroadcast(w4.x, 0u); c0 += s * b0; d0 += s * b1;
+      s = subgroupBroadcast(w4.x, 1u); c1 += s * b0; d1 += s * b1;
+      s = subgroupBroadcast(w4.x, 2u); c2 += s * b0; d2 += s * b1;
+      s = subgroupBroadcast(w4.x, 3u); c3 += s * b0; d3 += s * b1;
+      s = subgroupBroadcast(w4.y, 0u); c4 += s * b0; d4 += s * b1;
+      s = subgroupBroadcast(w4.y, 1u); c5 += s * b0; d5 += s * b1;
+      s = subgroupBroadcast(w4.y, 2u); c6 += s * b0; d6 += s * b1;
+      s = subgroupBroadcast(w4.y, 3u); c7 += s * b0; d7 += s * b1;
+      s = subgroupBroadcast(w4.z, 0u); c8 += s * b0; d8 += s * b1;
+      s = subgroupBroadcast(w4.z, 1u); c9 += s * b0; d9 += s * b1;
+      s = subgroupBroadcast(w4.z, 2u); c10 += s * b0; d10 += s * b1;
+      s = subgroupBroadcast(w4.z, 3u); c11 += s * b0; d11 += s * b1;
+      s = subgroupBroadcast(w4.w, 0u); c12 += s * b0; d12 += s * b1;
+      s = subgroupBroadcast(w4.w, 1u); c13 += s * b0; d13 += s * b1;
+      s = subgroupBroadcast(w4.w, 2u); c14 += s * b0; d14 += s * b1;
+      s = subgroupBroadcast(w4.w, 3u); c15 += s * b0; d15 += s * b1;
+      bLo += vec4u(HW);
+      bHi += vec4u(HW);
+      b0 = vec4f(x[bLo.x], x[bLo.y], x[bLo.z], x[bLo.w]);
+      b1 = vec4f(x[bHi.x], x[bHi.y], x[bHi.z], x[bHi.w]);
+      w4 = vec4f(loadW(wOff.x + 2u), loadW(wOff.y + 2u), loadW(wOff.z + 2u), loadW(wOff.w + 2u));
+      s = subgroupBroadcast(w4.x, 0u); c0 += s * b0; d0 += s * b1;
+      s = subgroupBroadcast(w4.x, 1u); c1 += s * b0; d1 += s * b1;
+      s = subgroupBroadcast(w4.x, 2u); c2 += s * b0; d2 += s * b1;
+      s = subgroupBroadcast(w4.x, 3u); c3 += s * b0; d3 += s * b1;
+      s = subgroupBroadcast(w4.y, 0u); c4 += s * b0; d4 += s * b1;
+      s = subgroupBroadcast(w4.y, 1u); c5 += s * b0; d5 += s * b1;
+      s = subgroupBroadcast(w4.y, 2u); c6 += s * b0; d6 += s * b1;
+      s = subgroupBroadcast(w4.y, 3u); c7 += s * b0; d7 += s * b1;
+      s = subgroupBroadcast(w4.z, 0u); c8 += s * b0; d8 += s * b1;
+      s = subgroupBroadcast(w4.z, 1u); c9 += s * b0; d9 += s * b1;
+      s = subgroupBroadcast(w4.z, 2u); c10 += s * b0; d10 += s * b1;
+      s = subgroupBroadcast(w4.z, 3u); c11 += s * b0; d11 += s * b1;
+      s = subgroupBroadcast(w4.w, 0u); c12 += s * b0; d12 += s * b1;
+      s = subgroupBroadcast(w4.w, 1u); c13 += s * b0; d13 += s * b1;
+      s = subgroupBroadcast(w4.w, 2u); c14 += s * b0; d14 += s * b1;
+      s = subgroupBroadcast(w4.w, 3u); c15 += s * b0; d15 += s * b1;
+      bLo += vec4u(HW);
+      bHi += vec4u(HW);
+      b0 = vec4f(x[bLo.x], x[bLo.y], x[bLo.z], x[bLo.w]);
+      b1 = vec4f(x[bHi.x], x[bHi.y], x[bHi.z], x[bHi.w]);
+      w4 = vec4f(loadW(wOff.x + 3u), loadW(wOff.y + 3u), loadW(wOff.z + 3u), loadW(wOff.w + 3u));
+      s = subgroupBroadcast(w4.x, 0u); c0 += s * b0; d0 += s * b1;
+      s = subgroupBroadcast(w4.x, 1u); c1 += s * b0; d1 += s * b1;
+      s = subgroupBroadcast(w4.x, 2u); c2 += s * b0; d2 += s * b1;
+      s = subgroupBroadcast(w4.x, 3u); c3 += s * b0; d3 += s * b1;
+      s = subgroupBroadcast(w4.y, 0u); c4 += s * b0; d4 += s * b1;
+      s = subgroupBroadcast(w4.y, 1u); c5 += s * b0; d5 += s * b1;
+      s = subgroupBroadcast(w4.y, 2u); c6 += s * b0; d6 += s * b1;
+      s = subgroupBroadcast(w4.y, 3u); c7 += s * b0; d7 += s * b1;
+      s = subgroupBroadcast(w4.z, 0u); c8 += s * b0; d8 += s * b1;
+      s = subgroupBroadcast(w4.z, 1u); c9 += s * b0; d9 += s * b1;
+      s = subgroupBroadcast(w4.z, 2u); c10 += s * b0; d10 += s * b1;
+      s = subgroupBroadcast(w4.z, 3u); c11 += s * b0; d11 += s * b1;
+      s = subgroupBroadcast(w4.w, 0u); c12 += s * b0; d12 += s * b1;
+      s = subgroupBroadcast(w4.w, 1u); c13 += s * b0; d13 += s * b1;
+      s = subgroupBroadcast(w4.w, 2u); c14 += s * b0; d14 += s * b1;
+      s = subgroupBroadcast(w4.w, 3u); c15 += s * b0; d15 += s * b1;
+      bLo += vec4u(HW);
+      bHi += vec4u(HW);
+      wOff += vec4u(4u);
+    }
+    for (; ci < params.Cin; ci++) {
+      b0 = vec4f(x[bLo.x], x[bLo.y], x[bLo.z], x[bLo.w]);
+      b1 = vec4f(x[bHi.x], x[bHi.y], x[bHi.z], x[bHi.w]);
+      w4 = vec4f(loadW(wOff.x), loadW(wOff.y), loadW(wOff.z), loadW(wOff.w));
+      s = subgroupBroadcast(w4.x, 0u); c0 += s * b0; d0 += s * b1;
+      s = subgroupBroadcast(w4.x, 1u); c1 += s * b0; d1 += s * b1;
+      s = subgroupBroadcast(w4.x, 2u); c2 += s * b0; d2 += s * b1;
+      s = subgroupBroadcast(w4.x, 3u); c3 += s * b0; d3 += s * b1;
+      s = subgroupBroadcast(w4.y, 0u); c4 += s * b0; d4 += s * b1;
+      s = subgroupBroadcast(w4.y, 1u); c5 += s * b0; d5 += s * b1;
+      s = subgroupBroadcast(w4.y, 2u); c6 += s * b0; d6 += s * b1;
+      s = subgroupBroadcast(w4.y, 3u); c7 += s * b0; d7 += s * b1;
+      s = subgroupBroadcast(w4.z, 0u); c8 += s * b0; d8 += s * b1;
+      s = subgroupBroadcast(w4.z, 1u); c9 += s * b0; d9 += s * b1;
+      s = subgroupBroadcast(w4.z, 2u); c10 += s * b0; d10 += s * b1;
+      s = subgroupBroadcast(w4.z, 3u); c11 += s * b0; d11 += s * b1;
+      s = subgroupBroadcast(w4.w, 0u); c12 += s * b0; d12 += s * b1;
+      s = subgroupBroadcast(w4.w, 1u); c13 += s * b0; d13 += s * b1;
+      s = subgroupBroadcast(w4.w, 2u); c14 += s * b0; d14 += s * b1;
+      s = subgroupBroadcast(w4.w, 3u); c15 += s * b0; d15 += s * b1;
+      bLo += vec4u(HW);
+      bHi += vec4u(HW);
+      wOff += vec4u(1u);
+    }
+  } else {
+    for (var ci = 0u; ci < params.Cin; ci++) {
+      let plane = xBase + ci * HW;
+      for (var ky = 0u; ky < KH; ky++) {
+        let yLo = iyLo + i32(ky);
+        let yHi = iyHi + i32(ky);
+        let rowOkLo = (yLo >= vec4i(0)) & (yLo < vec4i(Hv));
+        let rowOkHi = (yHi >= vec4i(0)) & (yHi < vec4i(Hv));
+        let rowLo = plane + (vec4u(clamp(yLo, vec4i(0), vec4i(Hv - 1))) >> up) * params.W;
+        let rowHi = plane + (vec4u(clamp(yHi, vec4i(0), vec4i(Hv - 1))) >> up) * params.W;
+        for (var kx = 0u; kx < params.KW; kx++) {
+          let xLo = ixLo + i32(kx);
+          let xHi = ixHi + i32(kx);
+          let okLo = rowOkLo & (xLo >= vec4i(0)) & (xLo < vec4i(Wv));
+          let okHi = rowOkHi & (xHi >= vec4i(0)) & (xHi < vec4i(Wv));
+          let iLo = rowLo + (vec4u(clamp(xLo, vec4i(0), vec4i(Wv - 1))) >> up);
+          let iHi = rowHi + (vec4u(clamp(xHi, vec4i(0), vec4i(Wv - 1))) >> up);
+          let b0 = select(vec4f(0.0), vec4f(x[iLo.x], x[iLo.y], x[iLo.z], x[iLo.w]), okLo);
+          let b1 = select(vec4f(0.0), vec4f(x[iHi.x], x[iHi.y], x[iHi.z], x[iHi.w]), okHi);
+          // w4[q] = weight of channel co0 + 4q + lane at this tap; channel co0 + 4q + l is lane l's w4[q].
+          let w4 = vec4f(loadW(wOff.x), loadW(wOff.y), loadW(wOff.z), loadW(wOff.w));
+          var s: f32;
+          s = subgroupBroadcast(w4.x, 0u); c0 += s * b0; d0 += s * b1;
+          s = subgroupBroadcast(w4.x, 1u); c1 += s * b0; d1 += s * b1;
+          s = subgroupBroadcast(w4.x, 2u); c2 += s * b0; d2 += s * b1;
+          s = subgroupBroadcast(w4.x, 3u); c3 += s * b0; d3 += s * b1;
+          s = subgroupBroadcast(w4.y, 0u); c4 += s * b0; d4 += s * b1;
+          s = subgroupBroadcast(w4.y, 1u); c5 += s * b0; d5 += s * b1;
+          s = subgroupBroadcast(w4.y, 2u); c6 += s * b0; d6 += s * b1;
+          s = subgroupBroadcast(w4.y, 3u); c7 += s * b0; d7 += s * b1;
+          s = subgroupBroadcast(w4.z, 0u); c8 += s * b0; d8 += s * b1;
+          s = subgroupBroadcast(w4.z, 1u); c9 += s * b0; d9 += s * b1;
+          s = subgroupBroadcast(w4.z, 2u); c10 += s * b0; d10 += s * b1;
+          s = subgroupBroadcast(w4.z, 3u); c11 += s * b0; d11 += s * b1;
+          s = subgroupBroadcast(w4.w, 0u); c12 += s * b0; d12 += s * b1;
+          s = subgroupBroadcast(w4.w, 1u); c13 += s * b0; d13 += s * b1;
+          s = subgroupBroadcast(w4.w, 2u); c14 += s * b0; d14 += s * b1;
+          s = subgroupBroadcast(w4.w, 3u); c15 += s * b0; d15 += s * b1;
+          wOff += vec4u(1u);
+        }
       }
     }
   }
