@@ -299,6 +299,52 @@ describe('streaming encode (exact statistics from repeated passes)', () => {
   });
 });
 
+describe('streaming encode: abort and failure leave nothing behind', () => {
+  let rt: Runtime;
+  let vae: AutoencoderKL;
+  beforeAll(async () => {
+    rt = await testRuntime();
+    vae = await AutoencoderKL.load(rt, { config: TINY_VAE_CONFIG, weights: await SafetensorsFile.open(bytesSource(readFileSync(FIXTURES + 'vae.safetensors'))) });
+  });
+
+  it('an abort in the first or the last pass is an AbortError and frees every tensor (moments, statistics, stage output)', async () => {
+    const img = rt.upload(randu(3 * 24 * 40, 9), [1, 3, 24, 40]);
+    const tiling: TilingOptions = { mode: 'streaming', tileSize: 3, streamTileSize: 3 };
+    const sync = rt.sync.bind(rt);
+    const alloc = rt.allocator.alloc.bind(rt.allocator);
+    const live = rt.memory().liveBytes;
+    // The last pass is the one that allocates the stage output ('vae.stage'); each streamed tile ends with a sync.
+    let lastPass = false;
+    let syncs = 0;
+    let abort = (): boolean => false;
+    const ac = { current: new AbortController() };
+    rt.allocator.alloc = (bytes, label, pooled) => {
+      if (label === 'vae.stage') lastPass = true;
+      return alloc(bytes, label, pooled);
+    };
+    rt.sync = async () => {
+      syncs++;
+      if (abort()) ac.current.abort();
+      return sync();
+    };
+    try {
+      for (const [when, test] of [
+        ['first pass', () => syncs === 5 && !lastPass],
+        ['last pass', () => lastPass && !ac.current.signal.aborted],
+      ] as const) {
+        [syncs, lastPass, abort, ac.current] = [0, false, test, new AbortController()];
+        await expect(vae.encode(img, { tiling, signal: ac.current.signal }), when).rejects.toThrow(AbortError);
+        expect(ac.current.signal.aborted, when).toBe(true);
+        expect(rt.memory().liveBytes, when).toBe(live);
+      }
+    } finally {
+      rt.sync = sync;
+      rt.allocator.alloc = alloc;
+      img.dispose();
+    }
+  });
+});
+
 describe('streaming encode, two streamed stages (random 3-level VAE)', () => {
   const config: AutoencoderKLConfig = {
     ...AutoencoderKLConfig.sd15,
