@@ -35,9 +35,15 @@ const ALIGN = 256;
  * Size-bucketed buffer pool (exact sizes rounded to 256 B) with live/peak accounting and a hard budget.
  * Buffers are STORAGE | COPY_SRC | COPY_DST. Freed buffers go back to the pool; when a new allocation
  * would exceed the budget, pooled buffers are destroyed first, then OutOfMemoryError is thrown.
+ *
+ * A pooled allocation takes the oldest free buffer of its size (lowest serial), so which buffer it gets
+ * depends only on the set of free buffers, not on the order they were freed in: a repeated call (a
+ * denoising step) gets the same buffers as the one before, and the runtime's bind groups for them are reused.
  */
 export class BufferAllocator {
+  /** Free buffers per size, highest serial first (the oldest is popped from the end). */
   private readonly free = new Map<number, GPUBuffer[]>();
+  private readonly serials = new WeakMap<GPUBuffer, number>();
   private live = 0;
   private pooledBytes = 0;
   private peak = 0;
@@ -53,6 +59,8 @@ export class BufferAllocator {
     private readonly beforeDestroy: () => void,
     /** Receives the promise of each new buffer's out-of-memory error scope (checked at the next sync/read). */
     private readonly onScope: (p: Promise<GPUError | null>, bytes: number, label: string) => void = () => {},
+    /** Called with each buffer just before it is destroyed (the runtime drops bind groups that reference it). */
+    private readonly onDestroy: (buffer: GPUBuffer) => void = () => {},
   ) {}
 
   /** Allocates `bytes` (rounded up to 256). Throws OutOfMemoryError when over the budget or a device limit. */
@@ -82,6 +90,7 @@ export class BufferAllocator {
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
     });
     this.onScope(this.device.popErrorScope(), size, label);
+    this.serials.set(buffer, this.serial);
     this.count++;
     this.live += size;
     this.track();
@@ -96,10 +105,20 @@ export class BufferAllocator {
     if (a.pooled) {
       let list = this.free.get(a.bytes);
       if (!list) this.free.set(a.bytes, (list = []));
-      list.push(a.buffer);
+      // Keep the list sorted by descending serial (binary search for the insertion point).
+      const id = this.serials.get(a.buffer) ?? 0;
+      let lo = 0;
+      let hi = list.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if ((this.serials.get(list[mid]!) ?? 0) > id) lo = mid + 1;
+        else hi = mid;
+      }
+      list.splice(lo, 0, a.buffer);
       this.pooledBytes += a.bytes;
     } else {
       this.beforeDestroy();
+      this.onDestroy(a.buffer);
       a.buffer.destroy();
       this.count--;
     }
@@ -115,7 +134,9 @@ export class BufferAllocator {
     for (const s of sizes) {
       const list = this.free.get(s)!;
       while (list.length && freed < bytes) {
-        list.pop()!.destroy();
+        const b = list.pop()!;
+        this.onDestroy(b);
+        b.destroy();
         this.count--;
         this.pooledBytes -= s;
         freed += s;

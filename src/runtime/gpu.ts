@@ -61,7 +61,13 @@ export async function createRuntime(options: CreateRuntimeOptions = {}): Promise
     description: info.description ?? '',
     isFallback: Boolean((info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter),
   };
-  const rt = new Runtime(device, adapterInfo, { ...options, gpu, reacquire });
+  let rt: Runtime;
+  try {
+    rt = new Runtime(device, adapterInfo, { ...options, gpu, reacquire });
+  } catch (e) {
+    device.destroy();
+    throw e;
+  }
   rt.log(
     `fmboost: WebGPU adapter ${rt.adapterName || 'unknown'}; max binding ${Math.round(device.limits.maxStorageBufferBindingSize / 2 ** 20)} MiB; ` +
       `features ${features.join(', ') || 'none'}`,

@@ -77,7 +77,12 @@ export function packParams(label: string, layout: NonNullable<ShaderLayout['para
       out.setInt32(o, v, true);
     }
   }
-  for (const k of Object.keys(values)) {
-    if (!layout.fields.some((f) => f.name === k)) throw new ShaderCompileError(label, `Params has no field '${k}'`);
+  // Every field was given; more keys than fields means one that is not a field (counted, not searched: this
+  // runs once per dispatch).
+  let given = 0;
+  for (const k in values) if (Object.prototype.hasOwnProperty.call(values, k)) given++;
+  if (given !== layout.fields.length) {
+    const extra = Object.keys(values).find((k) => !layout.fields.some((f) => f.name === k));
+    throw new ShaderCompileError(label, `Params has no field '${extra}'`);
   }
 }

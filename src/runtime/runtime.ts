@@ -9,6 +9,33 @@ export interface Kernel {
   readonly label: string;
   readonly pipeline: GPUComputePipeline;
   readonly layout: ShaderLayout;
+  /** The explicit bind-group layout (shared by every kernel with the same binding kinds). */
+  readonly bindLayout: BindLayout;
+}
+
+/**
+ * An explicit bind-group layout made from a reflected shader layout: storage bindings read-only or
+ * read-write, the Params uniform with a dynamic offset into the runtime's uniform arena. Kernels whose
+ * bindings have the same kinds share it, so they share bind groups too.
+ */
+export interface BindLayout {
+  readonly id: number;
+  readonly layout: GPUBindGroupLayout;
+  readonly pipelineLayout: GPUPipelineLayout;
+}
+
+/** Bind-group cache counters since the runtime was made (for tests and benchmarks). */
+export interface BindGroupStats {
+  /** Bind groups made (cache misses). */
+  created: number;
+  /** Dispatches that reused a cached bind group. */
+  hits: number;
+  /** Dropped because the cache was full (least recently used first). */
+  evicted: number;
+  /** Dropped because a buffer they bind was destroyed. */
+  invalidated: number;
+  /** Bind groups held now. */
+  size: number;
 }
 
 export type OverrideValues = Record<string, number | boolean>;
@@ -27,13 +54,17 @@ export interface RuntimeOptions {
   gpu?: GPU;
   /** Acquires a fresh device after loss (createRuntime provides it); enables `restore()`. */
   reacquire?: () => Promise<GPUDevice>;
+  /** Most bind groups kept for reuse (least recently used ones are dropped first); 0 makes one per dispatch. Default 8192. */
+  maxCachedBindGroups?: number;
 }
 
 /** Where a bound resource comes from: a tensor, or a raw buffer (for internal scratch). */
 export type Binding = Tensor | GPUBuffer;
 
-const UNIFORM_CHUNK = 64 * 1024;
+/** Bytes of the uniform arena per slice: one Params struct, at WebGPU's required dynamic-offset alignment. */
 const UNIFORM_SLICE = 256;
+/** The arena holds at most this many slices; a batch that needs more is submitted early. */
+const MAX_ARENA_SLICES = 4096;
 
 /**
  * The runtime owns one GPUDevice: tensors, the buffer pool, the pipeline cache and the command stream.
@@ -54,14 +85,34 @@ export class Runtime {
 
   private readonly kernels = new Map<string, Kernel>();
   private readonly layouts = new Map<string, ShaderLayout>();
+  /** Explicit bind-group layouts by binding kinds (e.g. "rwu"), for the current device. */
+  private readonly bindLayouts = new Map<string, BindLayout>();
+  private bindLayoutSerial = 0;
+  /**
+   * Bind groups by (bind layout, bound buffers), least recently used first. The Params uniform is bound at a
+   * dynamic offset, so a bind group does not depend on the Params: the pooled buffers recur from step to step
+   * and their bind groups are reused. Buffers are named by a never-reused id, so a new buffer that happens
+   * to take a freed one's memory never finds the old bind group.
+   */
+  private readonly bindGroups = new Map<string, { group: GPUBindGroup; buffers: GPUBuffer[] }>();
+  /** Cache keys of the bind groups that bind each buffer (to drop them when the buffer is destroyed). */
+  private readonly groupsByBuffer = new Map<GPUBuffer, Set<string>>();
+  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
+  private bufferSerial = 0;
+  private readonly maxBindGroups: number;
+  private readonly bgStats = { created: 0, hits: 0, evicted: 0, invalidated: 0 };
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private pending = 0;
   private readonly maxPending: number;
-  private uniformChunks: GPUBuffer[] = [];
-  /** CPU copies of the uniform chunks used by the batch being recorded, index-aligned with uniformChunks. */
-  private uniformStaging: DataView[] = [];
-  private uniformChunk = 0;
+  /**
+   * The uniform arena: one buffer of Params slices for the batch being recorded, with its CPU copy. Filled
+   * from offset 0 in each batch and uploaded (one writeBuffer) just before the batch is submitted; queue
+   * order makes reusing it in the next batch safe.
+   */
+  private arena: GPUBuffer | null = null;
+  private readonly arenaBytes: number;
+  private readonly arenaStaging: DataView;
   private uniformOffset = 0;
   private readonly scopes: Set<Tensor>[] = [];
   private lostInfo: GPUDeviceLostInfo | null = null;
@@ -85,6 +136,11 @@ export class Runtime {
     this.gpu = options.gpu;
     this.reacquire = options.reacquire;
     this.maxPending = options.maxPendingDispatches ?? 512;
+    const cap = options.maxCachedBindGroups ?? 8192;
+    if (!Number.isInteger(cap) || cap < 0) throw new ArgumentError('Runtime', `maxCachedBindGroups must be a whole number ≥ 0, got ${cap}`);
+    this.maxBindGroups = cap;
+    this.arenaBytes = Math.min(Math.max(1, this.maxPending), MAX_ARENA_SLICES) * UNIFORM_SLICE;
+    this.arenaStaging = new DataView(new ArrayBuffer(this.arenaBytes));
     this.lostPromise = this.attach(device, options.memoryBudgetBytes ?? 4 * 2 ** 30);
   }
 
@@ -101,15 +157,23 @@ export class Runtime {
   private attach(device: GPUDevice, budget: number): Promise<void> {
     this.dev = device;
     const maxBuf = Math.min(device.limits.maxBufferSize, device.limits.maxStorageBufferBindingSize);
-    this.alloc = new BufferAllocator(device, maxBuf, budget, () => this.flush(), (p, bytes, label) => {
-      this.pendingErrors.push(p.then((e) => (e ? new GpuOutOfMemory(label, bytes, e.message) : null)));
-    });
+    this.alloc = new BufferAllocator(
+      device,
+      maxBuf,
+      budget,
+      () => this.flush(),
+      (p, bytes, label) => {
+        this.pendingErrors.push(p.then((e) => (e ? new GpuOutOfMemory(label, bytes, e.message) : null)));
+      },
+      (buffer) => this.forgetBuffer(buffer),
+    );
     return device.lost.then((info) => {
       if (this.dev !== device) return;
       this.lostInfo = info;
       this.encoder = null;
       this.pass = null;
       this.alloc.abandon();
+      this.clearBindGroups();
       if (info.reason !== 'destroyed' || !this.destroyedByUs) this.log(`fmboost: GPU device lost (${info.reason}): ${info.message}`);
     });
   }
@@ -133,10 +197,10 @@ export class Runtime {
       try {
         const device = await this.reacquire!();
         this.kernels.clear();
-        for (const b of this.uniformChunks) b.destroy();
-        this.uniformChunks = [];
-        this.uniformStaging = [];
-        this.uniformChunk = 0;
+        this.clearBindGroups();
+        this.bindLayouts.clear();
+        this.arena?.destroy();
+        this.arena = null;
         this.uniformOffset = 0;
         this.pending = 0;
         this.pendingErrors.length = 0;
@@ -227,14 +291,18 @@ export class Runtime {
       if (!layout.overrides.has(k)) throw new ShaderCompileError(stem, `override '${k}' is not declared by the shader`);
     }
     if (!layout.entryPoints.includes(entryPoint)) throw new ShaderCompileError(stem, `no compute entry point '${entryPoint}'`);
+    if (layout.params && layout.params.size > UNIFORM_SLICE) {
+      throw new ShaderCompileError(stem, `Params is ${layout.params.size} bytes; at most ${UNIFORM_SLICE} are supported`);
+    }
     const label = `${stem}${entryPoint === 'main' ? '' : '.' + entryPoint}${keys.length ? `[${keys.map((k) => `${k}=${+constants[k]!}`).join(',')}]` : ''}`;
     const module = this.device.createShaderModule({ label, code });
     const numeric: Record<string, number> = {};
     for (const k of keys) numeric[k] = +constants[k]!;
     this.device.pushErrorScope('validation');
+    const bindLayout = this.bindLayoutFor(layout);
     const pipeline = this.device.createComputePipeline({
       label,
-      layout: 'auto',
+      layout: bindLayout.pipelineLayout,
       compute: { module, entryPoint, constants: numeric },
     });
     const err = this.device.popErrorScope();
@@ -246,9 +314,14 @@ export class Runtime {
         return new GPUValidationErrorWrapper(label, `${e.message}${msgs ? '\n' + msgs : ''}`);
       }),
     );
-    const k: Kernel = { label, pipeline, layout };
+    const k: Kernel = { label, pipeline, layout, bindLayout };
     this.kernels.set(key, k);
     return k;
+  }
+
+  /** Bind-group cache counters (for tests and benchmarks: hits across repeated calls). */
+  get bindGroupStats(): BindGroupStats {
+    return { ...this.bgStats, size: this.bindGroups.size };
   }
 
   /** Number of compiled pipelines (for tests: pipelines are compiled once). */
@@ -270,21 +343,28 @@ export class Runtime {
     const maxWg = this.limits.maxComputeWorkgroupsPerDimension;
     if (x > maxWg || y > maxWg || z > maxWg) throw new ShapeError(label, `dispatch (${x}, ${y}, ${z}) exceeds ${maxWg} workgroups per dimension`);
     if (x === 0 || y === 0 || z === 0) return;
-    const entries: GPUBindGroupEntry[] = bindings.map((b, i) => {
+    const buffers: GPUBuffer[] = new Array(bindings.length);
+    let key = `${kernel.bindLayout.id}:`;
+    for (let i = 0; i < bindings.length; i++) {
+      const b = bindings[i]!;
       if (b instanceof Tensor) this.assertOwn(b, label);
       const buffer = b instanceof Tensor ? b.buffer : b;
-      return { binding: layout.storage[i]!.binding, resource: { buffer } };
-    });
+      buffers[i] = buffer;
+      key += `${this.bufferId(buffer)},`;
+    }
+    let offset = -1;
     if (layout.params) {
       if (!params) throw new ShapeError(label, 'Params values are required');
-      const { buffer, offset, view } = this.uniformSlice();
-      packParams(label, layout.params, params, view, offset);
-      entries.push({ binding: layout.params.binding, resource: { buffer, offset, size: layout.params.size } });
+      if (this.uniformOffset + UNIFORM_SLICE > this.arenaBytes) this.flush();
+      offset = this.uniformOffset;
+      packParams(label, layout.params, params, this.arenaStaging, offset);
+      this.uniformOffset += UNIFORM_SLICE;
     }
-    const bindGroup = this.device.createBindGroup({ label, layout: kernel.pipeline.getBindGroupLayout(0), entries });
+    const bindGroup = this.bindGroupFor(kernel, key, buffers);
     const pass = this.openPass();
     pass.setPipeline(kernel.pipeline);
-    pass.setBindGroup(0, bindGroup);
+    if (offset >= 0) pass.setBindGroup(0, bindGroup, [offset]);
+    else pass.setBindGroup(0, bindGroup);
     if (this.executeDispatches) pass.dispatchWorkgroups(x, y, z);
     this.dispatchCount++;
     if (++this.pending >= this.maxPending) this.flush();
@@ -400,14 +480,9 @@ export class Runtime {
       this.pass.end();
       this.pass = null;
     }
-    // Uniforms of this batch: one writeBuffer per used chunk, queued before the submit that reads them.
-    // Reusing the chunks in the next batch is safe: that batch's writeBuffer is ordered after this submit.
-    for (let c = 0; c < this.uniformStaging.length; c++) {
-      const used = c < this.uniformChunk ? UNIFORM_CHUNK : this.uniformOffset;
-      if (used > 0) this.device.queue.writeBuffer(this.uniformChunks[c]!, 0, this.uniformStaging[c]!.buffer, 0, used);
-    }
-    this.uniformStaging = [];
-    this.uniformChunk = 0;
+    // Uniforms of this batch: one writeBuffer, queued before the submit that reads them. Reusing the arena
+    // in the next batch is safe: that batch's writeBuffer is ordered after this submit.
+    if (this.uniformOffset > 0) this.device.queue.writeBuffer(this.uniformArena(), 0, this.arenaStaging.buffer, 0, this.uniformOffset);
     this.uniformOffset = 0;
     const cb = this.encoder.finish();
     this.encoder = null;
@@ -487,27 +562,101 @@ export class Runtime {
     this.destroyedByUs = true;
     this.flush();
     this.allocator.trim();
-    for (const b of this.uniformChunks) b.destroy();
-    this.uniformChunks = [];
+    this.clearBindGroups();
+    this.arena?.destroy();
+    this.arena = null;
     this.device.destroy();
   }
 
   // ---------------------------------------------------------------- internals
 
-  private uniformSlice(): { buffer: GPUBuffer; offset: number; view: DataView } {
-    if (this.uniformOffset + UNIFORM_SLICE > UNIFORM_CHUNK) {
-      this.uniformChunk++;
-      this.uniformOffset = 0;
+  /** The uniform arena buffer of the current device (made on first use). */
+  private uniformArena(): GPUBuffer {
+    this.arena ??= this.device.createBuffer({ label: 'uniforms', size: this.arenaBytes, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    return this.arena;
+  }
+
+  /** The explicit layout for a shader's binding kinds, shared by every kernel with the same kinds. */
+  private bindLayoutFor(layout: ShaderLayout): BindLayout {
+    const kinds: string[] = [];
+    for (const s of layout.storage) kinds[s.binding] = s.readOnly ? 'r' : 'w';
+    if (layout.params) kinds[layout.params.binding] = 'u';
+    const sig = kinds.join('');
+    let l = this.bindLayouts.get(sig);
+    if (l) return l;
+    const entries: GPUBindGroupLayoutEntry[] = kinds.map((k, binding) => ({
+      binding,
+      visibility: GPUShaderStage.COMPUTE,
+      buffer: k === 'u' ? { type: 'uniform', hasDynamicOffset: true } : { type: k === 'r' ? 'read-only-storage' : 'storage' },
+    }));
+    const bgl = this.device.createBindGroupLayout({ label: `fmboost.bind[${sig}]`, entries });
+    l = { id: ++this.bindLayoutSerial, layout: bgl, pipelineLayout: this.device.createPipelineLayout({ label: `fmboost.layout[${sig}]`, bindGroupLayouts: [bgl] }) };
+    this.bindLayouts.set(sig, l);
+    return l;
+  }
+
+  /** A never-reused number for a buffer (bind-group cache keys). */
+  private bufferId(b: GPUBuffer): number {
+    let id = this.bufferIds.get(b);
+    if (id === undefined) this.bufferIds.set(b, (id = ++this.bufferSerial));
+    return id;
+  }
+
+  /** The cached bind group for `key` (made on a miss), marked most recently used. */
+  private bindGroupFor(kernel: Kernel, key: string, buffers: GPUBuffer[]): GPUBindGroup {
+    const hit = this.bindGroups.get(key);
+    if (hit) {
+      this.bgStats.hits++;
+      this.bindGroups.delete(key);
+      this.bindGroups.set(key, hit);
+      return hit.group;
     }
-    if (this.uniformStaging.length <= this.uniformChunk) this.uniformStaging.push(new DataView(new ArrayBuffer(UNIFORM_CHUNK)));
-    while (this.uniformChunks.length <= this.uniformChunk) {
-      this.uniformChunks.push(
-        this.device.createBuffer({ label: `uniforms#${this.uniformChunks.length}`, size: UNIFORM_CHUNK, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST }),
-      );
+    const { layout } = kernel;
+    const entries: GPUBindGroupEntry[] = buffers.map((buffer, i) => ({ binding: layout.storage[i]!.binding, resource: { buffer } }));
+    if (layout.params) entries.push({ binding: layout.params.binding, resource: { buffer: this.uniformArena(), offset: 0, size: UNIFORM_SLICE } });
+    const group = this.device.createBindGroup({ label: kernel.label, layout: kernel.bindLayout.layout, entries });
+    this.bgStats.created++;
+    if (this.maxBindGroups === 0) return group;
+    if (this.bindGroups.size >= this.maxBindGroups) {
+      const oldest = this.bindGroups.keys().next().value as string;
+      this.dropBindGroup(oldest);
+      this.bgStats.evicted++;
     }
-    const offset = this.uniformOffset;
-    this.uniformOffset += UNIFORM_SLICE;
-    return { buffer: this.uniformChunks[this.uniformChunk]!, offset, view: this.uniformStaging[this.uniformChunk]! };
+    this.bindGroups.set(key, { group, buffers });
+    for (const b of buffers) {
+      let set = this.groupsByBuffer.get(b);
+      if (!set) this.groupsByBuffer.set(b, (set = new Set()));
+      set.add(key);
+    }
+    return group;
+  }
+
+  private dropBindGroup(key: string): void {
+    const e = this.bindGroups.get(key);
+    if (!e) return;
+    this.bindGroups.delete(key);
+    for (const b of e.buffers) {
+      const set = this.groupsByBuffer.get(b);
+      if (!set) continue;
+      set.delete(key);
+      if (!set.size) this.groupsByBuffer.delete(b);
+    }
+  }
+
+  /** Drops every cached bind group that binds `buffer` (called just before the buffer is destroyed). */
+  private forgetBuffer(buffer: GPUBuffer): void {
+    const keys = this.groupsByBuffer.get(buffer);
+    if (!keys) return;
+    for (const k of [...keys]) {
+      this.dropBindGroup(k);
+      this.bgStats.invalidated++;
+    }
+    this.groupsByBuffer.delete(buffer);
+  }
+
+  private clearBindGroups(): void {
+    this.bindGroups.clear();
+    this.groupsByBuffer.clear();
   }
 
   private openPass(): GPUComputePassEncoder {

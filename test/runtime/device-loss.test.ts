@@ -44,11 +44,17 @@ describe('device loss', () => {
     await new Promise((r) => setTimeout(r, 10));
     expect(rt.isLost).toBe(true);
     expect(() => rt.zeros([4])).toThrow(DeviceLostError);
+    // Bind groups of the lost device are dropped with it.
+    expect(rt.bindGroupStats.size).toBe(0);
 
     // The next call through the job queue re-acquires a device; weights come back from their source.
     const after = await rt.exclusive('test', run);
     expect(rt.isLost).toBe(false);
     expect(Array.from(after)).toEqual(Array.from(before));
+    // The new device's bind groups are made, then reused by the next identical call.
+    const made = rt.bindGroupStats.created;
+    expect(Array.from(await rt.exclusive('test', run))).toEqual(Array.from(before));
+    expect(rt.bindGroupStats.created).toBe(made);
     // Tensors computed before the loss are gone, with an error that says so.
     expect(() => stale.buffer).toThrow(DeviceLostError);
     stale.dispose();

@@ -61,6 +61,7 @@ describe('Runtime', () => {
     expect(() => rt.dispatch(k, [x], { N: 4, alpha: 1 }, [1])).toThrow(ShapeError);
     expect(() => rt.dispatch(k, [x, x], { N: 4 }, [1])).toThrow(ShaderCompileError);
     expect(() => rt.dispatch(k, [x, x], { N: -1, alpha: 1 }, [1])).toThrow(ShaderCompileError);
+    expect(() => rt.dispatch(k, [x, x], { N: 4, alpha: 1, beta: 2 }, [1])).toThrow(/no field 'beta'/);
     x.dispose();
   });
 
