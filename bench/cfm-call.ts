@@ -6,22 +6,21 @@
  *     [--no-released] [--no-fixture] [--check]
  *
  * The released weights are REFERENCE §11.3's deterministic ones (tensor k, element j: 0.05·sin(0.7k + 0.013j + 0.1),
- * k in state_dict order = the order the constructor asks for them), generated on read, so no file is needed.
+ * k in state_dict order = the order the constructor asks for them), generated on read by bench/e2e/random-weights.ts
+ * ('sine'), so no file is needed.
  * --check also runs §11.3's 16×16 input through the released topology and prints its sum, sum|·|, first six,
  * element 123 and last next to the float64 reference values (f32 weights only).
  * Each case: one warm-up call (pipeline compilation), then `runs` timed calls, each followed by rt.sync().
  */
-import type { HostTensor, TensorSource } from '../src/io/safetensors.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
-import type { WeightScope } from '../src/io/weights.js';
 import { CfmUNet, CfmUNetConfig, parseCfmUNetConfig } from '../src/models/cfm-unet.js';
 import { fileSource } from '../src/node/fs-source.js';
 import { nodeGPU } from '../src/node/gpu.js';
 import { fmtBytes } from '../src/runtime/errors.js';
 import { createRuntime } from '../src/runtime/gpu.js';
 import type { Runtime } from '../src/runtime/runtime.js';
-import type { Tensor } from '../src/runtime/tensor.js';
 import { readFileSync } from 'node:fs';
+import { randomSource, recordShapes } from './e2e/random-weights.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, d: string): string => {
@@ -32,39 +31,6 @@ const latent = Number(opt('latent', '32'));
 const runs = Number(opt('runs', '2'));
 const dtype = opt('dtype', 'f32') as 'f16' | 'f32';
 
-/** Every weight key and shape the constructor asks for, in the order it asks (= PyTorch state_dict order). */
-export function cfmWeightShapes(config: CfmUNetConfig): Map<string, number[]> {
-  const shapes = new Map<string, number[]>();
-  const fake = (shape: readonly number[]): Tensor => ({ shape, dtype: 'f32', reshape: (s: number[]) => fake(s), rt: { keep: (t: Tensor) => t } }) as unknown as Tensor;
-  const scope = (prefix: string): WeightScope =>
-    ({
-      pp: (n: string | number) => scope(`${prefix}${n}.`),
-      get: (k: string, shape: readonly number[]) => (shapes.set(prefix + k, [...shape]), fake(shape)),
-      getReshaped: (k: string, shape: readonly number[]) => (shapes.set(prefix + k, [...shape]), fake(shape)),
-      has: () => false,
-    }) as unknown as WeightScope;
-  new CfmUNet(scope(''), config);
-  return shapes;
-}
-
-/** REFERENCE §11.3 weights, generated tensor by tensor as the loader reads them. */
-function deterministicSource(shapes: Map<string, number[]>): TensorSource {
-  const index = new Map([...shapes.keys()].map((k, i) => [k, i]));
-  return {
-    name: '§11.3 deterministic weights',
-    keys: () => [...shapes.keys()],
-    info: (key) => ({ dtype: 'F32', shape: shapes.get(key)! }),
-    read: async (key): Promise<HostTensor> => {
-      const shape = shapes.get(key)!;
-      const k = index.get(key)!;
-      const n = shape.reduce((a, b) => a * b, 1);
-      const data = new Float32Array(n);
-      for (let j = 0; j < n; j++) data[j] = 0.05 * Math.sin(0.7 * k + 0.013 * j + 0.1);
-      return { dtype: 'f32', shape, data };
-    },
-  };
-}
-
 async function timeCalls(rt: Runtime, net: CfmUNet, label: string, hw: number): Promise<void> {
   const C = net.latentChannels;
   const n = C * hw * hw;
@@ -73,14 +39,19 @@ async function timeCalls(rt: Runtime, net: CfmUNet, label: string, hw: number): 
   const cond = net.prepareContext(rt, c);
   const call = async (t: number): Promise<number> => {
     const d0 = rt.dispatches;
+    const b0 = rt.bindGroupStats.created;
     const t0 = performance.now();
     rt.scope(() => net.forward(rt, x, cond, t).dispose());
+    recordMs = performance.now() - t0;
+    made = rt.bindGroupStats.created - b0;
     await rt.sync();
     const ms = performance.now() - t0;
     dispatches = rt.dispatches - d0;
     return ms;
   };
   let dispatches = 0;
+  let recordMs = 0;
+  let made = 0;
   rt.allocator.resetPeak?.();
   const warm = await call(0.1);
   const times: number[] = [];
@@ -89,7 +60,7 @@ async function timeCalls(rt: Runtime, net: CfmUNet, label: string, hw: number): 
   const mem = rt.memory();
   console.log(
     `${label.padEnd(44)} latent ${hw}²: ${best.toFixed(0).padStart(7)} ms/call (runs ${times.map((t) => t.toFixed(0)).join(', ')}; warm-up ${warm.toFixed(0)} ms)` +
-      `  ${dispatches} dispatches  weights ${fmtBytes(net.bytes)}  peak ${fmtBytes(mem.peakBytes)}`,
+      `  ${dispatches} dispatches (last call: JS record ${recordMs.toFixed(0)} ms, ${made} bind groups made)  weights ${fmtBytes(net.bytes)}  peak ${fmtBytes(mem.peakBytes)}`,
   );
   cond.dispose();
   x.dispose();
@@ -125,7 +96,7 @@ async function main(): Promise<void> {
   if (!args.includes('--no-released')) {
     const config = CfmUNetConfig.released;
     const t0 = performance.now();
-    const net = await CfmUNet.load(rt, { config, weights: deterministicSource(cfmWeightShapes(config)), dtype });
+    const net = await CfmUNet.load(rt, { config, weights: randomSource(recordShapes((w) => new CfmUNet(w, config)), '§11.3 deterministic weights', 'sine'), dtype });
     console.log(`released topology loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     if (args.includes('--check')) await checkReleased(rt, net);
     await timeCalls(rt, net, 'released (unet-base_psu, 305.8 M params)', latent);

@@ -6,19 +6,18 @@
  *     [--no-sd15] [--no-fixture]
  *
  * fixture: test/fixtures/unet.safetensors (blocks 32/64) at 16² batch 1, and at 8² batch 2 (the pipeline's CFG step).
- * sd15: UNet2DConditionConfig.sd15 (859.5 M parameters, random weights generated on read: the loader sees a
- * TensorSource, so no file is needed), latent [batch, 4, latent, latent], context [batch, 77, 768].
+ * sd15: UNet2DConditionConfig.sd15 (859.5 M parameters, random weights generated on read by bench/e2e/random-weights.ts:
+ * the loader sees a TensorSource, so no file is needed), latent [batch, 4, latent, latent], context [batch, 77, 768].
  * Each case: one warm-up call (pipeline compilation), then `runs` timed calls, each followed by rt.sync().
  */
-import { SafetensorsFile, type HostTensor, type TensorSource } from '../src/io/safetensors.js';
-import type { WeightScope } from '../src/io/weights.js';
+import { SafetensorsFile } from '../src/io/safetensors.js';
 import { UNet2DConditionConfig, UNet2DConditionModel } from '../src/models/unet-2d-condition/index.js';
 import { fileSource } from '../src/node/fs-source.js';
 import { nodeGPU } from '../src/node/gpu.js';
 import { createRuntime } from '../src/runtime/gpu.js';
 import { fmtBytes } from '../src/runtime/errors.js';
 import type { Runtime } from '../src/runtime/runtime.js';
-import type { Tensor } from '../src/runtime/tensor.js';
+import { paramCount, randomSource, recordShapes } from './e2e/random-weights.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, d: string): string => {
@@ -30,55 +29,19 @@ const batch = Number(opt('batch', '2'));
 const runs = Number(opt('runs', '2'));
 const dtype = opt('dtype', 'f16') as 'f16' | 'f32';
 
-/** Builds the model against a stand-in WeightScope that records every key and shape it asks for. */
-function weightShapes(config: UNet2DConditionConfig): Map<string, number[]> {
-  const shapes = new Map<string, number[]>();
-  const fake = (shape: readonly number[]): Tensor => ({ shape, dtype: 'f32', reshape: (s: number[]) => fake(s), rt: { keep: (t: Tensor) => t } }) as unknown as Tensor;
-  const scope = (prefix: string): WeightScope =>
-    ({
-      pp: (n: string | number) => scope(`${prefix}${n}.`),
-      get: (k: string, shape: readonly number[]) => (shapes.set(prefix + k, [...shape]), fake(shape)),
-      getReshaped: (k: string, shape: readonly number[]) => (shapes.set(prefix + k, [...shape]), fake(shape)),
-      has: () => false,
-      optional: () => undefined,
-    }) as unknown as WeightScope;
-  new UNet2DConditionModel(scope(''), config);
-  return shapes;
-}
-
-/** Random weights with the usual scales: matrices U(±√(3/fan_in)), norm gains 1, biases small. Made on read. */
-function randomSource(shapes: Map<string, number[]>): TensorSource {
-  let seed = 12345;
-  const next = (): number => {
-    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
-    return seed / 2 ** 32 - 0.5;
-  };
-  return {
-    name: 'random sd15 unet',
-    keys: () => [...shapes.keys()],
-    info: (k) => ({ dtype: 'F32', shape: shapes.get(k)! }),
-    read: async (k): Promise<HostTensor> => {
-      const shape = shapes.get(k)!;
-      const n = shape.reduce((a, b) => a * b, 1);
-      const data = new Float32Array(n);
-      if (shape.length >= 2) {
-        const a = 2 * Math.sqrt(3 / (n / shape[0]!));
-        for (let i = 0; i < n; i++) data[i] = a * next();
-      } else if (/norm[^.]*\.weight$/.test(k)) data.fill(1);
-      else for (let i = 0; i < n; i++) data[i] = 0.1 * next();
-      return { dtype: 'f32', shape, data };
-    },
-  };
-}
-
 async function timeSteps(rt: Runtime, unet: UNet2DConditionModel, label: string, B: number, hw: number): Promise<void> {
   const C = unet.config.inChannels;
   const D = unet.config.crossAttentionDim;
   const sample = rt.upload(Float32Array.from({ length: B * C * hw * hw }, (_, i) => Math.sin(i)), [B, C, hw, hw]);
   const ctx = rt.upload(Float32Array.from({ length: B * 77 * D }, (_, i) => Math.cos(i) * 0.5), [B, 77, D]);
+  let recordMs = 0;
+  let made = 0;
   const step = async (): Promise<number> => {
+    const b0 = rt.bindGroupStats.created;
     const t0 = performance.now();
     rt.scope(() => unet.forward(rt, sample, 500, ctx)).dispose();
+    recordMs = performance.now() - t0;
+    made = rt.bindGroupStats.created - b0;
     await rt.sync();
     return performance.now() - t0;
   };
@@ -94,7 +57,7 @@ async function timeSteps(rt: Runtime, unet: UNet2DConditionModel, label: string,
     const m = rt.memory();
     console.log(
       `${label}: [${B}, ${C}, ${hw}, ${hw}] → ${(mean / 1000).toFixed(3)} s/step (runs ${times.map((t) => (t / 1000).toFixed(2)).join(', ')}; ` +
-        `peak GPU ${fmtBytes(m.peakBytes)})`,
+        `peak GPU ${fmtBytes(m.peakBytes)}; last step: JS record ${recordMs.toFixed(0)} ms, ${made} bind groups made)`,
     );
   } finally {
     sample.dispose();
@@ -119,10 +82,10 @@ async function main(): Promise<void> {
   }
   if (!args.includes('--no-sd15')) {
     const cfg = UNet2DConditionConfig.sd15;
-    const shapes = weightShapes(cfg);
-    const params = [...shapes.values()].reduce((s, sh) => s + sh.reduce((a, b) => a * b, 1), 0);
+    const shapes = recordShapes((w) => new UNet2DConditionModel(w, cfg));
+    const params = paramCount(shapes);
     const t0 = performance.now();
-    const unet = await UNet2DConditionModel.load(rt, randomSource(shapes), cfg, { dtype });
+    const unet = await UNet2DConditionModel.load(rt, randomSource(shapes, 'random sd15 unet'), cfg, { dtype });
     console.log(`sd15 unet: ${shapes.size} tensors, ${(params / 1e6).toFixed(1)} M parameters, ${fmtBytes(unet.bytes)} as ${dtype}, loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     await timeSteps(rt, unet, `sd15 unet (${dtype} weights)`, batch, latent);
     unet.dispose();
