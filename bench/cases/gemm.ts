@@ -19,7 +19,7 @@ function matmulCase(M: number, K: number, N: number): BenchCase {
       const b = rt.upload(fill(K * N, 1 / Math.sqrt(K)), [K, N], { persistent: true });
       let y: ReturnType<typeof matmul> | null = null;
       return {
-        variant: describeTiles(gemmTiles(rt, M, N)),
+        variant: describeTiles(gemmTiles(rt, M, N, K)),
         run() {
           y?.dispose();
           y = matmul(rt, a, b);
@@ -41,8 +41,9 @@ function convCase(Cin: number, H: number, W: number, Cout: number): BenchCase {
       const w = rt.upload(fill(Cout * Cin * 9, 1 / Math.sqrt(Cin * 9)), [Cout, Cin, 3, 3], { persistent: true });
       const b = rt.upload(fill(Cout, 0.1), [Cout], { persistent: true });
       let y: ReturnType<typeof conv2d> | null = null;
+      const t = gemmTiles(rt, Cout, H * W, Cin * 9);
       return {
-        variant: `implicit GEMM, ${describeTiles(gemmTiles(rt, Cout, H * W))}${convEntry(gemmTiles(rt, Cout, H * W), 3, 3, 1, W) === 'main_sg3' ? ' (main_sg3: 3x3 sliding window)' : ''}`,
+        variant: `implicit GEMM, ${describeTiles(t)}${convEntry(t, 3, 3, 1, W) === 'main_sg3' ? ' (main_sg3: 3x3 sliding window)' : ''}`,
         run() {
           y?.dispose();
           y = conv2d(rt, x, w, b, { padding: 1 });

@@ -72,7 +72,7 @@ export function conv2d(rt: Runtime, x: Tensor, weight: Tensor, bias?: Tensor, o:
 
   const P = Ho * Wo;
   const Kg = Cin * KH * KW;
-  const t = o.tiles ?? gemmTiles(rt, Cout, P);
+  const t = o.tiles ?? gemmTiles(rt, Cout, P, Kg);
   if (o.tiles) checkTiles(rt, op, t);
 
   const out = rt.empty(outShape, 'f32', op);

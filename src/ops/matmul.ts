@@ -45,6 +45,9 @@ export interface GemmTiles {
   perN: number;
 }
 
+/** Multiply-adds (M·N·K per batch item) from which CPU adapters take 'main_sg' (SD-1.5's smallest is ~10⁹). */
+const SG_MIN_WORK = 2 ** 24;
+
 /** The tile shapes each entry point is written for. */
 const PER: Readonly<Record<GemmTiles['entry'], [number, number]>> = { main: [4, 4], main_direct: [8, 8], main_sg: [16, 8] };
 
@@ -54,11 +57,13 @@ const PER: Readonly<Record<GemmTiles['entry'], [number, number]>> = { main: [4, 
  * lane by lane and every barrier switches all fibers: there the barrier-free kernels measured 3–7× faster
  * (bench/ops.ts), with 64-thread workgroups. Where the device has 4-wide subgroups (SwiftShader), 'main_sg'
  * shares the A operand through the subgroup: matmul ~1.6× and 3×3 conv ~2.5–4.5× the 8 × 8 direct kernel
- * (ratios to the FMA peak of the same run). Thin problems shrink the short side.
+ * (ratios to the FMA peak of the same run). Its unrolled bodies compile ~2.5× longer, though (~0.6 s of CPU
+ * per pipeline on SwiftShader against ~0.25 s), which a problem under SG_MIN_WORK multiply-adds (the tiny test
+ * models, ~2.4M) never wins back: those keep 'main_direct'. Thin problems shrink the short side.
  */
-export function gemmTiles(rt: Runtime, M: number, N: number): GemmTiles {
+export function gemmTiles(rt: Runtime, M: number, N: number, K: number): GemmTiles {
   if (isCpuAdapter(rt)) {
-    if (M > 16 && N > 8 && hasQuadSubgroups(rt)) return tiles(8, 8, 'main_sg');
+    if (M > 16 && N > 8 && M * N * K >= SG_MIN_WORK && hasQuadSubgroups(rt)) return tiles(8, 8, 'main_sg');
     if (M <= 8) return tiles(1, 32, 'main_direct');
     if (N <= 8) return tiles(32, 1, 'main_direct');
     return tiles(8, 8, 'main_direct');
@@ -192,7 +197,7 @@ function gemm(rt: Runtime, op: string, a: Tensor, b: Tensor, outShape: number[],
   }
   if (Z * Math.max(M * K, M * N, K * N) >= 2 ** 32) throw new ShapeError(op, `[${outShape}] with K=${K} is too large for 32-bit indexing`);
 
-  const t = o.tiles ?? gemmTiles(rt, M, N);
+  const t = o.tiles ?? gemmTiles(rt, M, N, K);
   if (o.tiles) checkTiles(rt, op, t);
 
   const out = rt.empty(outShape, 'f32', op);
