@@ -5,13 +5,14 @@
 // output channels and 4 different 8-pixel groups; per tap each thread loads the weights of 4 of the channels
 // (co0 + 4q + lane) and subgroupBroadcast hands every thread all 16. On SwiftShader a storage load whose
 // index is not a compile-time constant is a 4-lane gather and dominates the direct kernel's time; this
-// halves the gathers per multiply-add. Any geometry (stride, padding, UPSAMPLE), taps walked as main_direct;
-// IS_1X1 reads x as the B matrix with the Cin loop unrolled by 4.
+// reads 12 scalars per tap for 128 multiply-adds (main_direct: 16 for 64). Any geometry (stride, padding,
+// UPSAMPLE), taps walked as main_direct; IS_1X1 reads x as the B matrix with the Cin loop unrolled by 4.
 // main_sg3: the same for 3×3 kernels at stride 1 when Wo is a multiple of 8, so a thread's 8 pixels lie in one
 // output row: per (ci, ky) it loads the 10 input values under them once and slides the 3 taps over that
 // window (10 loads instead of 24); row/column offsets and padding masks are computed once, outside the loop.
 // The 9 taps are written out: on SwiftShader every loop iteration costs lane-mask bookkeeping over all the
-// live accumulators, and unrolling the (ky, kx) loops measured ~2.5× faster (bench/ops.ts, same-run ratios).
+// live accumulators: written out, it ran ~2.8× faster than with the (ky, kx) loops (CPU-time ratios to the FMA
+// peak of the same run, 128 and 320 channels).
 // Channels and pixels past the edge are clamped for loading and dropped when storing; no thread leaves early
 // (a broadcast needs every lane). Requires subgroups of 4 consecutive invocations (local_invocation_index
 // 4i..4i+3, as SwiftShader runs them) and WG_N a multiple of 4. A block is (16·WG_M) channels × (8·WG_N) pixels.
