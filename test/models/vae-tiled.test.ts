@@ -132,6 +132,20 @@ describe('tiled AutoencoderKL (fixture VAE)', () => {
     });
   });
 
+  it('streaming decode with statistics from passes equals untiled, in streaming memory', async () => {
+    await rt.scopeAsync(async () => {
+      const z = rt.upload(latent(), [2, 4, 12, 20]);
+      const ref = await rt.read(await vae.decode(z, { tiling: 'off' }));
+      const tiling: TilingOptions = { mode: 'streaming', statistics: 'passes', tileSize: 4, streamTileSize: 7 };
+      const { image, report } = await vae.decodeWithReport(z, { tiling });
+      // 2 levels × 2 resnets × 2 GroupNorms + conv_norm_out, + the pass that writes the image.
+      expect(report).toMatchObject({ mode: 'streaming', exact: true, halo: 7, proxyFactor: 1, passes: 10 });
+      expect(report.streamTiles).toBe(2 * 3);
+      const rep = expectClose(await rt.read(image), ref, SEAM, 'streaming, statistics from passes');
+      console.info(`streaming (passes): ${JSON.stringify(report)}, max abs diff ${rep.maxAbs.toExponential(2)}`);
+    });
+  }, 900_000); // 10 passes over the up path: minutes on SwiftShader under load
+
   it('auto picks streaming under a small budget, reports it inexact, and stays within budget and cap', async () => {
     const budget = rt.allocator.budgetBytes;
     await rt.scopeAsync(async () => {

@@ -8,7 +8,8 @@
  * - streaming decode (when exact does not fit the budget): post_quant_conv, conv_in and the mid block run
  *   exactly over the whole latent; the up path then runs per output tile on the tile plus a halo of the up
  *   path's receptive field, with GroupNorm statistics recorded on a cheaper pass over a downsampled copy of
- *   the mid-block output. Approximate (the statistics are estimates); reported as `exact: false`.
+ *   the mid-block output. Approximate (the statistics are estimates); reported as `exact: false`. With
+ *   `statistics: 'passes'` the statistics are exact instead, from repeated passes as in streaming encode.
  * - streaming encode (when exact does not fit the budget): the first down-path stages (conv_in + down block 0,
  *   down block 1, …) run one stage at a time, per output tile on the tile plus a halo of the stage's
  *   receptive field; each stage's output is kept whole (tiled) and is the next stage's input, and the
@@ -45,9 +46,11 @@ export interface TilingOptions {
   /**
    * Streaming decode only (streaming encode is always exact). 'approximate' (default): GroupNorm statistics of the up path from a pass over a
    * downsampled mid-block output. 'exact': from a full exact pass first (as much memory as exact mode; for
-   * verifying the streaming halo).
+   * verifying the streaming halo). 'passes': exact whole-image statistics in streaming memory, from one pass
+   * over the output tiles per up-path GroupNorm (as streaming encode does; 26 passes for the SD decoder, each
+   * recomputing the up path to that norm: several times the compute of one decode).
    */
-  statistics?: 'approximate' | 'exact';
+  statistics?: 'approximate' | 'exact' | 'passes';
   /**
    * Streaming only: output tile edge in latent pixels (encode: of every streamed stage). Default: the largest
    * whose working set fits the budget.
@@ -259,7 +262,7 @@ export class AutoencoderKL {
     if (o.statistics === 'exact') {
       const copy = ex.regrid(mid, { y0: 0, y1: h, x0: 0, x1: w }, mid.ys, mid.xs);
       (await dec.upPath(recEx, copy)).dispose();
-    } else {
+    } else if (o.statistics !== 'passes') {
       proxyFactor = plan.proxyFactor;
       const tiles: Tensor[] = [];
       const ys = [0];
@@ -277,31 +280,63 @@ export class AutoencoderKL {
       (await dec.upPath(recEx, new TiledAct(N, mid.C, ys, xs, tiles))).dispose();
     }
     ex.maxTileBytes = Math.max(ex.maxTileBytes, recEx.maxTileBytes);
-    const replay = new TileExec(rt, { replay: record }, ex.signal);
     const outC = this.config.out_channels;
     const image = rt.empty([N, outC, f * h, f * w], 'f32', 'vae.image');
     const T = plan.streamT;
     const oys = splitLength(h, T);
     const oxs = splitLength(w, T);
-    for (let i = 0; i + 1 < oys.length; i++) {
-      for (let j = 0; j + 1 < oxs.length; j++) {
-        throwIfAborted(ex.signal, 'AutoencoderKL.decode');
-        const core = { y0: oys[i]!, y1: oys[i + 1]!, x0: oxs[j]!, x1: oxs[j + 1]! };
-        const r = { y0: Math.max(0, core.y0 - halo), y1: Math.min(h, core.y1 + halo), x0: Math.max(0, core.x0 - halo), x1: Math.min(w, core.x1 + halo) };
-        const sub = ex.regrid(mid, r, splitLength(r.y1 - r.y0, plan.T), splitLength(r.x1 - r.x0, plan.T));
-        const y = await dec.upPath(replay, sub); // image resolution, origin f·r
-        this.paste(ex, y, image, { y0: f * core.y0, y1: f * core.y1, x0: f * core.x0, x1: f * core.x1 });
-        y.dispose();
-        await rt.sync(); // bounds the recorded work and lets pooled buffers be reused
+    // 'passes': as many passes as the up path has GroupNorms whose statistics are not in `record` yet, plus
+    // the one that writes the image (see streaming encode); otherwise that one pass.
+    let passes = 0;
+    let maxTileBytes = 0;
+    try {
+      for (;;) {
+        const moments = new Map<string, Tensor[]>(); // kept outside the tiles' scopes until merged
+        let ended: StatsPassEnd | undefined;
+        try {
+          for (let i = 0; i + 1 < oys.length; i++) {
+            for (let j = 0; j + 1 < oxs.length; j++) {
+              throwIfAborted(ex.signal, 'AutoencoderKL.decode');
+              const core = { y0: oys[i]!, y1: oys[i + 1]!, x0: oxs[j]!, x1: oxs[j + 1]! };
+              const r = { y0: Math.max(0, core.y0 - halo), y1: Math.min(h, core.y1 + halo), x0: Math.max(0, core.x0 - halo), x1: Math.min(w, core.x1 + halo) };
+              try {
+                await rt.scopeAsync(async () => {
+                  const sub = ex.regrid(mid, r, splitLength(r.y1 - r.y0, plan.T), splitLength(r.x1 - r.x0, plan.T));
+                  const tileEx = new TileExec(rt, o.statistics === 'passes' ? { replay: record, collect: { window: core, baseH: sub.H, moments } } : { replay: record }, ex.signal);
+                  let y: TiledAct;
+                  try {
+                    y = await dec.upPath(tileEx, sub); // image resolution, origin f·r
+                  } finally {
+                    maxTileBytes = Math.max(maxTileBytes, tileEx.maxTileBytes);
+                  }
+                  if (ended) throw new Error('AutoencoderKL.decode: output tiles disagree on the pass (internal error)');
+                  this.paste(ex, y, image, { y0: f * core.y0, y1: f * core.y1, x0: f * core.x0, x1: f * core.x1 });
+                  y.dispose();
+                });
+              } catch (e) {
+                if (!(e instanceof StatsPassEnd)) throw e;
+                ended = e;
+              }
+              await rt.sync(); // bounds the recorded work and lets pooled buffers be reused
+            }
+          }
+          passes++;
+          if (ended) record.set(ended.key, rt.keep(groupNormStatsFromMoments(rt, moments.get(ended.key)!, ended.eps)));
+        } finally {
+          for (const list of moments.values()) for (const m of list) m.dispose();
+        }
+        if (!ended) break;
       }
+    } finally {
+      for (const t of record.values()) t.dispose();
     }
-    ex.maxTileBytes = Math.max(ex.maxTileBytes, replay.maxTileBytes);
-    for (const t of record.values()) t.dispose();
+    ex.maxTileBytes = Math.max(ex.maxTileBytes, maxTileBytes);
     mid.dispose();
     const y = new TiledAct(N, outC, [0, f * h], [0, f * w], [image]);
+    const exact = o.statistics === 'exact' || o.statistics === 'passes';
     return {
       y,
-      report: { exact: o.statistics === 'exact', streamTiles: (oys.length - 1) * (oxs.length - 1), halo, proxyFactor },
+      report: { exact, streamTiles: (oys.length - 1) * (oxs.length - 1), halo, proxyFactor, ...(o.statistics === 'passes' ? { passes } : {}) },
     };
   }
 
@@ -567,8 +602,8 @@ export class AutoencoderKL {
     const o: TilingOptions = tiling === 'auto' ? {} : tiling;
     const mode = o.mode ?? 'auto';
     if (mode !== 'auto' && mode !== 'exact' && mode !== 'streaming') throw new ArgumentError(where, `tiling.mode must be 'auto', 'exact' or 'streaming', got '${String(mode)}'`);
-    if (o.statistics !== undefined && o.statistics !== 'approximate' && o.statistics !== 'exact') {
-      throw new ArgumentError(where, `tiling.statistics must be 'approximate' or 'exact', got '${String(o.statistics)}'`);
+    if (o.statistics !== undefined && o.statistics !== 'approximate' && o.statistics !== 'exact' && o.statistics !== 'passes') {
+      throw new ArgumentError(where, `tiling.statistics must be 'approximate', 'exact' or 'passes', got '${String(o.statistics)}'`);
     }
     if (o.tileSize !== undefined && !(Number.isInteger(o.tileSize) && o.tileSize >= 1)) {
       throw new ArgumentError(where, `tiling.tileSize must be a positive integer (latent pixels), got ${o.tileSize}`);
