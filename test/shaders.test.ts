@@ -8,11 +8,15 @@
  *   leaves to its consumer ("unresolved …") are accepted, any other error fails.
  * - A kernel that its dispatcher prefixes with snippets names them in a header line
  *   `// prefix: activation.wgsl[, other.wgsl]`, in concatenation order; it is compiled as that concatenation.
+ * - A kernel with a subgroup section (src/ops/subgroups.ts) is compiled twice, as its dispatchers use it: the
+ *   portable text before the section line alone, and subgroups.wgsl + the whole file where the device has
+ *   `subgroups`.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { WgslReflect } from 'wgsl_reflect/wgsl_reflect.module.js';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { SUBGROUP_SECTION } from '../src/ops/subgroups.js';
 import { reflectShader } from '../src/runtime/params.js';
 import type { Runtime } from '../src/runtime/runtime.js';
 import { testRuntime } from './helpers/device.js';
@@ -65,11 +69,19 @@ function locate(parts: Part[], line: number, col: number): string {
 /** Every problem of one shader file as `file:line:col message` (or `file: message`); empty when clean. */
 export async function checkShader(device: GPUDevice, files: ReadonlyMap<string, string>, file: string): Promise<string[]> {
   const code = files.get(file)!;
+  const at = code.indexOf(SUBGROUP_SECTION);
+  if (at < 0) return checkSource(device, files, file, code, []);
+  const portable = await checkSource(device, files, file, code.slice(0, at), []);
+  const sg = device.features.has('subgroups') ? await checkSource(device, files, file, code, ['subgroups.wgsl']) : [];
+  return [...portable.map((p) => `(portable) ${p}`), ...sg.map((p) => `(subgroups) ${p}`)];
+}
+
+async function checkSource(device: GPUDevice, files: ReadonlyMap<string, string>, file: string, code: string, before: string[]): Promise<string[]> {
   const problems: string[] = [];
   const snippet = isSnippet(code);
   const parts: Part[] = [];
   const sources: string[] = [];
-  for (const p of prefixesOf(code)) {
+  for (const p of [...before, ...prefixesOf(code)]) {
     const pc = files.get(p);
     if (pc === undefined) problems.push(`${file}: prefix '${p}' is not a file in shaders/`);
     else {

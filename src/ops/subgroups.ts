@@ -1,12 +1,13 @@
+import subgroupsWgsl from '../../shaders/subgroups.wgsl';
 import { ArgumentError } from '../runtime/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 
 /**
  * Shaders with a subgroup variant keep its entry points after this line; the portable variant is the text
- * before it (so it compiles without the `subgroups` feature), the subgroup variant is `enable subgroups;`
- * followed by the whole file.
+ * before it (so it compiles without the `subgroups` feature), the subgroup variant is the
+ * `shaders/subgroups.wgsl` snippet (the `enable` directive) followed by the whole file.
  */
-const MARKER = '// ---- subgroup entry points';
+export const SUBGROUP_SECTION = '// ---- subgroup entry points';
 
 const disabled = new WeakSet<Runtime>();
 
@@ -28,7 +29,7 @@ export function setSubgroupKernels(rt: Runtime, on: boolean): void {
 
 /** The shader text and pipeline-cache stem for one variant of a file with a subgroup section. */
 export function shaderVariant(stem: string, code: string, subgroups: boolean): { stem: string; code: string } {
-  const at = code.indexOf(MARKER);
+  const at = code.indexOf(SUBGROUP_SECTION);
   if (at < 0) throw new Error(`shader '${stem}' has no subgroup section`);
-  return subgroups ? { stem: `${stem}+subgroups`, code: `enable subgroups;\n${code}` } : { stem, code: code.slice(0, at) };
+  return subgroups ? { stem: `${stem}+subgroups`, code: `${subgroupsWgsl}\n${code}` } : { stem, code: code.slice(0, at) };
 }
