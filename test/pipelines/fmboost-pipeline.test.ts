@@ -47,6 +47,36 @@ describe('FMBoostPipeline on the bundled tiny model', () => {
     expect(Buffer.from(b.image.data).equals(Buffer.from(a.lowres.data))).toBe(true);
   });
 
+  it('generates 2048²: the ×2 stage twice (cascade to a 256² latent), then the tiled decode', { timeout: SLOW }, async () => {
+    // The fewest steps the options allow: 1 LCM step, 2 ODE grid points (1 CFM evaluation) per stage. Every stage
+    // still runs for real: PSU at 512² → 1024² and 1024² → 2048² (VAE decode, bilinear, encode), both CFM stages,
+    // and the 2048² decode.
+    const events: [string, number, number][] = [];
+    const r = await pipe.generate({ prompt: 'a photo of a cat', size: 2048, steps: 1, seed: 9, cfm: { steps: 2 }, onProgress: (s, i, n) => events.push([s, i, n]) });
+    expect([r.image.width, r.image.height, r.image.data.length]).toEqual([2048, 2048, 2048 * 2048 * 4]);
+    expect([r.lowres.width, r.lowres.height]).toEqual([512, 512]);
+    expect(r.latent.shape).toEqual([1, 4, 256, 256]);
+    expect(r.latent.data.every(Number.isFinite)).toBe(true);
+    // Stage order with both cascade stages, each one CFM evaluation.
+    const runs = events.map(([s]) => s).filter((s, i, a) => i === 0 || a[i - 1] !== s);
+    expect(runs).toEqual(['text', 'denoise', 'decode-lowres', 'upsample', 'refine', 'upsample', 'refine', 'decode']);
+    expect(events.filter(([s, i]) => s === 'refine' && i > 0)).toEqual([['refine', 1, 1], ['refine', 1, 1]]);
+    expect(Object.keys(r.timings).sort()).toEqual(['decode', 'decode-lowres', 'denoise', 'refine']);
+    // Not a constant picture, in every quadrant (each is decoded from its own tiles).
+    for (const [x0, y0] of [[0, 0], [1024, 0], [0, 1024], [1024, 1024]]) {
+      const px = new Set<number>();
+      for (let y = y0; y < y0 + 1024; y += 61) for (let x = x0; x < x0 + 1024; x += 59) px.add(r.image.data[(y * 2048 + x) * 4]!);
+      expect(px.size, `quadrant ${x0},${y0}`).toBeGreaterThan(8);
+    }
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const v of r.latent.data) {
+      lo = Math.min(lo, v);
+      hi = Math.max(hi, v);
+    }
+    expect(hi - lo).toBeGreaterThan(0.1);
+  });
+
   it('validates every option before GPU work', async () => {
     await expect(pipe.generate({ prompt: 'x', size: 768 as 512 })).rejects.toThrow(ArgumentError);
     await expect(pipe.generate({ prompt: 'x', steps: 0 })).rejects.toThrow(/steps/);
