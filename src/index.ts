@@ -41,6 +41,8 @@ export {
   type UrlModelFilesOptions, type PathedFile, type SingleFileConfig, type SingleFileComponentConfigs,
 } from './pipelines/model-source.js';
 export { matmul, linear, conv2d, type Activation, type MatmulOptions, type Conv2dOptions } from './ops/index.js';
+/** Subgroup kernels are the default where the device has `subgroups`; `setSubgroupKernels(rt, false)` forces the portable ones. */
+export { setSubgroupKernels, subgroupKernels } from './ops/subgroups.js';
 export { AutoencoderKL, DEFAULT_MAX_TILE_BYTES, type AutoencoderKLLoadOptions, type TilingOptions, type TilingPlan, type TilingReport, type VaeRunOptions } from './models/vae/model.js';
 export { AutoencoderKLConfig, parseAutoencoderKLConfig } from './models/vae/config.js';
 export { vaeKeyRenamer, detectVaeDialect, type VaeKeyDialect } from './models/keys.js';
