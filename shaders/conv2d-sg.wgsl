@@ -1,4 +1,4 @@
-// prefix: subgroups.wgsl, gemm-epilogue.wgsl, conv2d.wgsl
+// prefix: subgroups.wgsl, compute-f32.wgsl, gemm-epilogue.wgsl, conv2d.wgsl
 // Part of the conv2d kernel, compiled after shaders/conv2d.wgsl on devices with `subgroups`.
 // main_sg (CPU adapters with 4-wide subgroups): main_direct with 16 channels × 8 pixels per thread (32 vec4
 // accumulators) and the weights shared through the subgroup. The 4 threads of a subgroup own the same 16

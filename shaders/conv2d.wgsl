@@ -1,4 +1,4 @@
-// prefix: gemm-epilogue.wgsl
+// prefix: compute-f32.wgsl, gemm-epilogue.wgsl
 // 2-D convolution (cross-correlation, NCHW) as an implicit GEMM with a fused epilogue:
 //   out[z,co,oy,ox] = bias[co] + Σ_{ci,ky,kx} w[co,ci,ky,kx] · xv[z,ci, oy·S − padTop + ky, ox·S − padLeft + kx] + R[z,co,oy,ox]
 // where xv is x zero-padded and, with UPSAMPLE, nearest-×2 upsampled on the fly (xv[i, j] = x[i/2, j/2]).
@@ -7,6 +7,7 @@
 // gathered into workgroup tiles and never materialised. IS_1X1 (1×1, stride 1, no padding): B is x itself.
 // Tiling as shaders/matmul.wgsl: WG_M × WG_N threads, 4 × 4 outputs each, K steps of TILE_K; TILE_K must be a
 // multiple of 4 and of WG_M (each thread gathers TILE_K / WG_M rows of 4 columns).
+// The operand type ct of main's tiles and registers (f32, or f16 with f32 accumulation) is as in shaders/matmul.wgsl.
 // main_direct (CPU adapters): no workgroup memory and no barriers; each thread owns 8 channels × 8 pixels
 // (sixteen vec4 accumulators), walks (ci, ky, kx) as nested loops (no index division in the loop; 1×1 is the
 // same loop with one tap) and reads weights and input straight from storage. Its block is (8·WG_M) channels × (8·WG_N) pixels.
@@ -53,8 +54,8 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<uniform> params: Params;
 
-var<workgroup> aTile: array<vec4f, A_LEN>;   // [k][row group]: 4 output channels at k
-var<workgroup> bTile: array<vec4f, B_LEN>;   // [k][col group]: 4 output pixels at k
+var<workgroup> aTile: array<vec4<ct>, A_LEN>;   // [k][row group]: 4 output channels at k
+var<workgroup> bTile: array<vec4<ct>, B_LEN>;   // [k][col group]: 4 output pixels at k
 
 fn loadW(i: u32) -> f32 {
   if (W_F16) {
@@ -109,7 +110,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       let k = s % TILE_K;
       let r = s / TILE_K;
       let co = m0 + 4u * r;
-      aTile[k * WG_M + r] = vec4f(loadWeight(co, k0 + k), loadWeight(co + 1u, k0 + k), loadWeight(co + 2u, k0 + k), loadWeight(co + 3u, k0 + k));
+      aTile[k * WG_M + r] = to_ct(vec4f(loadWeight(co, k0 + k), loadWeight(co + 1u, k0 + k), loadWeight(co + 2u, k0 + k), loadWeight(co + 3u, k0 + k)));
     }
     // B block (im2col): this thread's 4 pixels for rows ty, ty + WG_M, …
     for (var kr = ty; kr < TILE_K; kr += WG_M) {
@@ -141,22 +142,22 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
           }
         }
       }
-      bTile[kr * WG_N + tx] = v;
+      bTile[kr * WG_N + tx] = to_ct(v);
     }
     workgroupBarrier();
     for (var k = 0u; k < TILE_K; k += 4u) {
       var av = aTile[k * WG_M + ty];
-      var bv = bTile[k * WG_N + tx];
-      acc0 += av.x * bv; acc1 += av.y * bv; acc2 += av.z * bv; acc3 += av.w * bv;
+      var bv = vec4f(bTile[k * WG_N + tx]);
+      acc0 += f32(av.x) * bv; acc1 += f32(av.y) * bv; acc2 += f32(av.z) * bv; acc3 += f32(av.w) * bv;
       av = aTile[(k + 1u) * WG_M + ty];
-      bv = bTile[(k + 1u) * WG_N + tx];
-      acc0 += av.x * bv; acc1 += av.y * bv; acc2 += av.z * bv; acc3 += av.w * bv;
+      bv = vec4f(bTile[(k + 1u) * WG_N + tx]);
+      acc0 += f32(av.x) * bv; acc1 += f32(av.y) * bv; acc2 += f32(av.z) * bv; acc3 += f32(av.w) * bv;
       av = aTile[(k + 2u) * WG_M + ty];
-      bv = bTile[(k + 2u) * WG_N + tx];
-      acc0 += av.x * bv; acc1 += av.y * bv; acc2 += av.z * bv; acc3 += av.w * bv;
+      bv = vec4f(bTile[(k + 2u) * WG_N + tx]);
+      acc0 += f32(av.x) * bv; acc1 += f32(av.y) * bv; acc2 += f32(av.z) * bv; acc3 += f32(av.w) * bv;
       av = aTile[(k + 3u) * WG_M + ty];
-      bv = bTile[(k + 3u) * WG_N + tx];
-      acc0 += av.x * bv; acc1 += av.y * bv; acc2 += av.z * bv; acc3 += av.w * bv;
+      bv = vec4f(bTile[(k + 3u) * WG_N + tx]);
+      acc0 += f32(av.x) * bv; acc1 += f32(av.y) * bv; acc2 += f32(av.z) * bv; acc3 += f32(av.w) * bv;
     }
     workgroupBarrier();
   }

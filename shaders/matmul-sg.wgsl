@@ -1,4 +1,4 @@
-// prefix: subgroups.wgsl, activation.wgsl, gemm-epilogue.wgsl, matmul.wgsl
+// prefix: subgroups.wgsl, compute-f32.wgsl, activation.wgsl, gemm-epilogue.wgsl, matmul.wgsl
 // Part of the matmul kernel, compiled after shaders/matmul.wgsl on devices with `subgroups`.
 // main_sg (CPU adapters with 4-wide subgroups): main_direct with a 16 × 8 register tile per thread (32 vec4
 // accumulators) and the A rows shared through the subgroup. The 4 threads of a subgroup own the same 16 rows

@@ -1,4 +1,4 @@
-// prefix: activation.wgsl, gemm-epilogue.wgsl
+// prefix: compute-f32.wgsl, activation.wgsl, gemm-epilogue.wgsl
 // Batched matmul with a fused epilogue:
 //   C[z,m,n] = act(alpha · Σ_k A[z,m,k] · B[z,k,n] + bias[n]) + R[z,m,n]
 // A: [Z, M, K] f32 row-major. B: [Z, K, N], or [Z, N, K] when TRANS_B (a PyTorch Linear weight); f32 bits or
@@ -6,6 +6,11 @@
 // Tiling: a workgroup of WG_M × WG_N threads owns a (4·WG_M) × (4·WG_N) block of C and walks K in TILE_K
 // steps through workgroup tiles; each thread keeps a 4 × 4 register tile (four vec4 accumulators) and reads
 // one vec4 of A and one of B per k. TILE_K must be a multiple of 4 and of WG_M and WG_N.
+// Operand type of main: its workgroup tiles and per-thread operand registers are vec4<ct>, filled through
+// to_ct and widened to f32 where they multiply; accumulators and the epilogue stay f32. The dispatcher puts
+// shaders/compute-f32.wgsl (ct = f32, both identities), the f16 prefix of src/ops/gemm-compute.ts (ct = f16:
+// half the workgroup memory; an f16 × f16 product is exact in f32, so only the operand rounding differs) or
+// shaders/compute-f16-emulated.wgsl (f32 tiles holding f16-rounded values, for tests) in front.
 // main_direct (CPU adapters): no workgroup memory and no barriers; each thread keeps an 8 × 8 register tile
 // (sixteen vec4 accumulators) and reads A and B straight from storage; rows/columns past the edge are clamped
 // for loading and dropped when storing. A block is (8·WG_M) × (8·WG_N).
@@ -48,8 +53,8 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<uniform> params: Params;
 
-var<workgroup> aTile: array<vec4f, A_LEN>;   // [k][row group]: rows 4r..4r+3 of the block at k
-var<workgroup> bTile: array<vec4f, B_LEN>;   // [k][col group]: cols 4c..4c+3 of the block at k
+var<workgroup> aTile: array<vec4<ct>, A_LEN>;   // [k][row group]: rows 4r..4r+3 of the block at k
+var<workgroup> bTile: array<vec4<ct>, B_LEN>;   // [k][col group]: cols 4c..4c+3 of the block at k
 
 fn loadW(i: u32) -> f32 {
   if (W_F16) {
@@ -96,7 +101,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       let k = s % TILE_K;
       let r = s / TILE_K;
       let m = m0 + 4u * r;
-      aTile[k * WG_M + r] = vec4f(loadA(baseA, m, k0 + k), loadA(baseA, m + 1u, k0 + k), loadA(baseA, m + 2u, k0 + k), loadA(baseA, m + 3u, k0 + k));
+      aTile[k * WG_M + r] = to_ct(vec4f(loadA(baseA, m, k0 + k), loadA(baseA, m + 1u, k0 + k), loadA(baseA, m + 2u, k0 + k), loadA(baseA, m + 3u, k0 + k)));
     }
     // B block: contiguous along n for [K, N], along k for the transposed [N, K] layout.
     for (var s = li; s < TILE_K * WG_N; s += THREADS) {
@@ -110,22 +115,22 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
         c = s % WG_N;
       }
       let n = n0 + 4u * c;
-      bTile[k * WG_N + c] = vec4f(loadB(baseB, k0 + k, n), loadB(baseB, k0 + k, n + 1u), loadB(baseB, k0 + k, n + 2u), loadB(baseB, k0 + k, n + 3u));
+      bTile[k * WG_N + c] = to_ct(vec4f(loadB(baseB, k0 + k, n), loadB(baseB, k0 + k, n + 1u), loadB(baseB, k0 + k, n + 2u), loadB(baseB, k0 + k, n + 3u)));
     }
     workgroupBarrier();
     for (var k = 0u; k < TILE_K; k += 4u) {
       var av = aTile[k * WG_M + ty];
-      var bv = bTile[k * WG_N + tx];
-      acc0 += av.x * bv; acc1 += av.y * bv; acc2 += av.z * bv; acc3 += av.w * bv;
+      var bv = vec4f(bTile[k * WG_N + tx]);
+      acc0 += f32(av.x) * bv; acc1 += f32(av.y) * bv; acc2 += f32(av.z) * bv; acc3 += f32(av.w) * bv;
       av = aTile[(k + 1u) * WG_M + ty];
-      bv = bTile[(k + 1u) * WG_N + tx];
-      acc0 += av.x * bv; acc1 += av.y * bv; acc2 += av.z * bv; acc3 += av.w * bv;
+      bv = vec4f(bTile[(k + 1u) * WG_N + tx]);
+      acc0 += f32(av.x) * bv; acc1 += f32(av.y) * bv; acc2 += f32(av.z) * bv; acc3 += f32(av.w) * bv;
       av = aTile[(k + 2u) * WG_M + ty];
-      bv = bTile[(k + 2u) * WG_N + tx];
-      acc0 += av.x * bv; acc1 += av.y * bv; acc2 += av.z * bv; acc3 += av.w * bv;
+      bv = vec4f(bTile[(k + 2u) * WG_N + tx]);
+      acc0 += f32(av.x) * bv; acc1 += f32(av.y) * bv; acc2 += f32(av.z) * bv; acc3 += f32(av.w) * bv;
       av = aTile[(k + 3u) * WG_M + ty];
-      bv = bTile[(k + 3u) * WG_N + tx];
-      acc0 += av.x * bv; acc1 += av.y * bv; acc2 += av.z * bv; acc3 += av.w * bv;
+      bv = vec4f(bTile[(k + 3u) * WG_N + tx]);
+      acc0 += f32(av.x) * bv; acc1 += f32(av.y) * bv; acc2 += f32(av.z) * bv; acc3 += f32(av.w) * bv;
     }
     workgroupBarrier();
   }

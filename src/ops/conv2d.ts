@@ -3,11 +3,22 @@ import conv2dSgWgsl from '../../shaders/conv2d-sg.wgsl';
 import { ArgumentError, ShapeError } from '../runtime/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { checkTiles, GEMM_EPILOGUE_WGSL, gemmTiles, SUBGROUPS_WGSL, type GemmTiles } from './matmul.js';
+import { gemmCompute, gemmComputeStem, gemmComputeWgsl, type GemmCompute } from './gemm-compute.js';
+import { checkTiles, COMPUTE_F32_WGSL, GEMM_EPILOGUE_WGSL, gemmTiles, SUBGROUPS_WGSL, type GemmTiles } from './matmul.js';
 
-const CONV2D_WGSL = [GEMM_EPILOGUE_WGSL, conv2dWgsl].join('\n');
+const CONV2D_BODY = [GEMM_EPILOGUE_WGSL, conv2dWgsl].join('\n');
 /** With the main_sg / main_sg3 entry points (shaders/conv2d-sg.wgsl): compiled only on devices with `subgroups`. */
-const CONV2D_SG_WGSL = [SUBGROUPS_WGSL, GEMM_EPILOGUE_WGSL, conv2dWgsl, conv2dSgWgsl].join('\n');
+const CONV2D_SG_WGSL = [SUBGROUPS_WGSL, COMPUTE_F32_WGSL, CONV2D_BODY, conv2dSgWgsl].join('\n');
+const CONV2D_WGSL: Readonly<Record<GemmCompute, string>> = {
+  f32: [COMPUTE_F32_WGSL, CONV2D_BODY].join('\n'),
+  f16: [gemmComputeWgsl('f16'), CONV2D_BODY].join('\n'),
+  'f16-emulated': [gemmComputeWgsl('f16-emulated'), CONV2D_BODY].join('\n'),
+};
+
+/** @internal The conv2d kernel text (entry points main and main_direct) with operands of type `c` in main. */
+export function conv2dWgslFor(c: GemmCompute): string {
+  return CONV2D_WGSL[c];
+}
 
 export interface Conv2dOptions {
   /** Default 1. */
@@ -20,6 +31,8 @@ export interface Conv2dOptions {
   upsample2x?: boolean;
   /** @internal Forces a kernel variant (tests cover both on one device; benchmarks compare them). */
   tiles?: GemmTiles;
+  /** @internal Forces the operand type of entry 'main' (tests run 'f16-emulated' where `shader-f16` is missing). */
+  compute?: GemmCompute;
 }
 
 /**
@@ -74,6 +87,7 @@ export function conv2d(rt: Runtime, x: Tensor, weight: Tensor, bias?: Tensor, o:
   const Kg = Cin * KH * KW;
   const t = o.tiles ?? gemmTiles(rt, Cout, P, Kg);
   if (o.tiles) checkTiles(rt, op, t);
+  const compute = gemmCompute(rt, op, t.entry, o.compute);
 
   const out = rt.empty(outShape, 'f32', op);
   if (out.numel === 0) return out;
@@ -82,7 +96,8 @@ export function conv2d(rt: Runtime, x: Tensor, weight: Tensor, bias?: Tensor, o:
   const is1x1 = KH === 1 && KW === 1 && stride === 1 && !up && padTop + padBottom + padLeft + padRight === 0;
   const sg = t.entry === 'main_sg';
   const entry = convEntry(t, KH, KW, stride, Wo);
-  const k = rt.kernel(sg ? 'conv2d-sg' : 'conv2d', sg ? CONV2D_SG_WGSL : CONV2D_WGSL, {
+  const stem = sg ? 'conv2d-sg' : gemmComputeStem('conv2d', compute);
+  const k = rt.kernel(stem, sg ? CONV2D_SG_WGSL : conv2dWgslFor(compute), {
     WG_M: t.WG_M,
     WG_N: t.WG_N,
     TILE_K: t.TILE_K,

@@ -6,6 +6,7 @@ import subgroupsWgsl from '../../shaders/subgroups.wgsl';
 import { ArgumentError, ShapeError } from '../runtime/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { Tensor } from '../runtime/tensor.js';
+import { gemmCompute, gemmComputeStem, gemmComputeWgsl, type GemmCompute } from './gemm-compute.js';
 
 /** Epilogue activations of matmul / linear (and of any kernel that concatenates shaders/activation.wgsl). */
 export type Activation = 'none' | 'silu' | 'gelu' | 'gelu_tanh' | 'quick_gelu';
@@ -22,9 +23,23 @@ export const SUBGROUPS_WGSL: string = subgroupsWgsl;
 /** The register-tile store shared by the matmul and conv2d kernels. */
 export const GEMM_EPILOGUE_WGSL: string = epilogueWgsl;
 
-const MATMUL_WGSL = [activationWgsl, epilogueWgsl, matmulWgsl].join('\n');
+/** The operand-type snippet of shaders/compute-f32.wgsl, for kernels that include shaders/matmul.wgsl or conv2d.wgsl. */
+export const COMPUTE_F32_WGSL: string = gemmComputeWgsl('f32');
+
+const MATMUL_BODY = [activationWgsl, epilogueWgsl, matmulWgsl].join('\n');
 /** With the main_sg entry point (shaders/matmul-sg.wgsl): compiled only on devices with `subgroups`. */
-const MATMUL_SG_WGSL = [subgroupsWgsl, activationWgsl, epilogueWgsl, matmulWgsl, matmulSgWgsl].join('\n');
+const MATMUL_SG_WGSL = [subgroupsWgsl, COMPUTE_F32_WGSL, MATMUL_BODY, matmulSgWgsl].join('\n');
+
+const MATMUL_WGSL: Readonly<Record<GemmCompute, string>> = {
+  f32: [COMPUTE_F32_WGSL, MATMUL_BODY].join('\n'),
+  f16: [gemmComputeWgsl('f16'), MATMUL_BODY].join('\n'),
+  'f16-emulated': [gemmComputeWgsl('f16-emulated'), MATMUL_BODY].join('\n'),
+};
+
+/** @internal The matmul kernel text (entry points main and main_direct) with operands of type `c` in main. */
+export function matmulWgslFor(c: GemmCompute): string {
+  return MATMUL_WGSL[c];
+}
 
 /**
  * Tiling of the register-blocked GEMM kernels (matmul and conv2d share it): WG_M × WG_N threads, each with a
@@ -121,6 +136,8 @@ export interface MatmulOptions {
   alpha?: number;
   /** @internal Forces a kernel variant (tests cover both on one device; benchmarks compare them). */
   tiles?: GemmTiles;
+  /** @internal Forces the operand type of entry 'main' (tests run 'f16-emulated' where `shader-f16` is missing). */
+  compute?: GemmCompute;
 }
 
 /**
@@ -156,7 +173,14 @@ export function linear(
   x: Tensor,
   weight: Tensor,
   bias?: Tensor,
-  o: { activation?: Activation; residual?: Tensor; /** @internal Forces a kernel variant (tests). */ tiles?: GemmTiles } = {},
+  o: {
+    activation?: Activation;
+    residual?: Tensor;
+    /** @internal Forces a kernel variant (tests). */
+    tiles?: GemmTiles;
+    /** @internal Forces the operand type of entry 'main' (tests). */
+    compute?: GemmCompute;
+  } = {},
 ): Tensor {
   const op = 'linear';
   if (x.shape.length < 1) throw new ShapeError(op, `x must have a feature dimension, got [${x.shape}]`);
@@ -199,13 +223,15 @@ function gemm(rt: Runtime, op: string, a: Tensor, b: Tensor, outShape: number[],
 
   const t = o.tiles ?? gemmTiles(rt, M, N, K);
   if (o.tiles) checkTiles(rt, op, t);
+  const compute = gemmCompute(rt, op, t.entry, o.compute);
 
   const out = rt.empty(outShape, 'f32', op);
   if (out.numel === 0) return out;
   const tilesM = Math.ceil(M / (t.perM * t.WG_M));
   const tilesN = Math.ceil(N / (t.perN * t.WG_N));
   const sg = t.entry === 'main_sg';
-  const k = rt.kernel(sg ? 'matmul-sg' : 'matmul', sg ? MATMUL_SG_WGSL : MATMUL_WGSL, {
+  const stem = sg ? 'matmul-sg' : gemmComputeStem('matmul', compute);
+  const k = rt.kernel(stem, sg ? MATMUL_SG_WGSL : matmulWgslFor(compute), {
     WG_M: t.WG_M,
     WG_N: t.WG_N,
     TILE_K: t.TILE_K,

@@ -1,11 +1,13 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { gemmTiles, hasQuadSubgroups, isCpuAdapter, linear, matmul, tiles, type Activation, type GemmTiles } from '../../src/ops/matmul.js';
+import { F16_COMPUTE_WGSL, f16Compute, gemmCompute, gemmComputeWgsl, setF16Compute, type GemmCompute } from '../../src/ops/gemm-compute.js';
+import { gemmTiles, hasQuadSubgroups, isCpuAdapter, linear, matmul, matmulWgslFor, tiles, type Activation, type GemmTiles } from '../../src/ops/matmul.js';
 import { ArgumentError, ShapeError } from '../../src/runtime/errors.js';
-import { f16ToF32, f32ToF16 } from '../../src/runtime/dtype.js';
+import { reflectShader } from '../../src/runtime/params.js';
 import type { Runtime } from '../../src/runtime/runtime.js';
 import type { Tensor } from '../../src/runtime/tensor.js';
 import { expectClose } from '../helpers/close.js';
 import { testRuntime } from '../helpers/device.js';
+import { abs, expectWithinF16Bound, F16_BOUND, F16_BOUND_FAITHFUL, maxAbsDiff, roundF16, U16 } from '../helpers/f16-compute.js';
 import { nodeLoader } from '../helpers/fixtures.js';
 import { randn } from '../helpers/random.js';
 import { activationRef, erfRef, matmulRef } from '../reference/matmul.js';
@@ -16,14 +18,12 @@ const F32 = { atol: 1e-4, rtol: 1e-4 };
 
 let rt: Runtime;
 
-/** Values rounded through f16, as the GPU sees f16-stored weights. */
-function roundF16(v: Float32Array): Float32Array {
-  return v.map((x) => f16ToF32(f32ToF16(x)));
-}
-
 describe('matmul', () => {
   beforeAll(async () => {
     rt = await testRuntime();
+    // These tests hold the f32 path to f32 tolerances on every device; f16 compute (the default for entry
+    // 'main' where the device has shader-f16) has its own tests below, with tolerances for f16 operands.
+    setF16Compute(rt, false);
   });
 
   const shapes: [string, number, number, number, number, boolean, boolean][] = [
@@ -223,5 +223,176 @@ describe('matmul', () => {
   it.each(gemmChecks.filter((c) => c.name === 'ops/linear'))('fixture $name', async (check) => {
     const results = await check.run(rt, nodeLoader);
     for (const r of Array.isArray(results) ? results : [results]) expectClose(r.actual, r.expected, r);
+  });
+});
+
+// f16 compute: entry 'main' with f16 operand tiles and registers, f32 products and accumulation (see
+// test/helpers/f16-compute.ts for the error model and bounds). SwiftShader has no shader-f16, so the kernel
+// runs here as its emulation ('f16-emulated': the same operand rounding on f32 tiles); where the device has
+// shader-f16 the real f16 kernel runs too.
+describe('matmul f16 compute', () => {
+  beforeAll(async () => {
+    rt = await testRuntime();
+  });
+
+  /** The instantiations to run: the emulation everywhere, the f16 kernel where the device has shader-f16. */
+  const computes = (): GemmCompute[] => (rt.hasF16 ? ['f16-emulated', 'f16'] : ['f16-emulated']);
+  /** Bound factor on S = Σ|a·b| per instantiation (the hardware may round conversions either way). */
+  const bound = (c: GemmCompute) => (c === 'f16' ? F16_BOUND_FAITHFUL : F16_BOUND);
+
+  it('the f16 kernel text enables f16 first and reflects the bindings, Params and overrides of the f32 one', () => {
+    const f32 = matmulWgslFor('f32');
+    const f16 = matmulWgslFor('f16');
+    expect(f16.startsWith('enable f16;\n')).toBe(true);
+    expect(f16).toMatch(/^alias ct = f16;$/m);
+    expect(f32).toMatch(/^alias ct = f32;$/m);
+    expect(f32).not.toMatch(/^\s*enable f16;/m);
+    // the operand tiles are vec4<ct>: f16 in the f16 text
+    expect(f16).toMatch(/var<workgroup> aTile: array<vec4<ct>, A_LEN>/);
+    const want = reflectShader('matmul', f32);
+    for (const [name, code] of [['matmul+f16', f16], ['matmul+f16-emulated', matmulWgslFor('f16-emulated')]] as const) {
+      const got = reflectShader(name, code);
+      expect(got.storage, name).toEqual(want.storage);
+      expect(got.params, name).toEqual(want.params);
+      expect([...got.overrides].sort(), name).toEqual([...want.overrides].sort());
+      expect(got.entryPoints, name).toEqual(want.entryPoints);
+    }
+  });
+
+  it('the device compiles the f16 text where it has shader-f16; elsewhere it rejects only the f16 extension', async () => {
+    rt.device.pushErrorScope('validation');
+    const module = rt.device.createShaderModule({ label: 'matmul+f16', code: matmulWgslFor('f16') });
+    await rt.device.popErrorScope();
+    const errors = (await module.getCompilationInfo()).messages.filter((m) => m.type === 'error');
+    if (rt.hasF16) expect(errors.map((m) => m.message)).toEqual([]);
+    else {
+      expect(errors.length).toBeGreaterThan(0);
+      for (const m of errors) expect(`${m.lineNum}: ${m.message}`).toMatch(/^1: .*'f16'/);
+    }
+  });
+
+  it('selection: f16 for entry main where the device has shader-f16 and the switch allows it', () => {
+    const gpu = { hasF16: true };
+    const noF16 = { hasF16: false };
+    // default on with shader-f16, and only for the workgroup-tiled entry point
+    expect(f16Compute(gpu)).toBe(true);
+    expect(gemmCompute(gpu, 'matmul', 'main')).toBe('f16');
+    expect(gemmComputeWgsl(gemmCompute(gpu, 'matmul', 'main'))).toBe(F16_COMPUTE_WGSL);
+    expect(matmulWgslFor(gemmCompute(gpu, 'matmul', 'main')).startsWith('enable f16;')).toBe(true);
+    expect(gemmCompute(gpu, 'matmul', 'main_direct')).toBe('f32');
+    expect(gemmCompute(gpu, 'matmul', 'main_sg')).toBe('f32');
+    setF16Compute(gpu, false);
+    expect(gemmCompute(gpu, 'matmul', 'main')).toBe('f32');
+    expect(matmulWgslFor(gemmCompute(gpu, 'matmul', 'main'))).toBe(matmulWgslFor('f32'));
+    setF16Compute(gpu, true);
+    expect(gemmCompute(gpu, 'matmul', 'main')).toBe('f16');
+    // without shader-f16: f32, and the switch refuses to turn f16 on
+    expect(f16Compute(noF16)).toBe(false);
+    expect(gemmCompute(noF16, 'matmul', 'main')).toBe('f32');
+    expect(() => setF16Compute(noF16, true)).toThrow(ArgumentError);
+    setF16Compute(noF16, false);
+    expect(() => setF16Compute(gpu, 1 as unknown as boolean)).toThrow(ArgumentError);
+    // forced instantiations are checked against the device and the entry point
+    expect(gemmCompute(noF16, 'matmul', 'main', 'f16-emulated')).toBe('f16-emulated');
+    expect(gemmCompute(gpu, 'matmul', 'main_sg', 'f32')).toBe('f32');
+    expect(() => gemmCompute(noF16, 'matmul', 'main', 'f16')).toThrow(ArgumentError);
+    expect(() => gemmCompute(gpu, 'matmul', 'main_direct', 'f16')).toThrow(ArgumentError);
+    expect(() => gemmCompute(gpu, 'matmul', 'main', 'f64' as GemmCompute)).toThrow(ArgumentError);
+    // this device
+    if (rt.hasF16) {
+      setF16Compute(rt, true);
+      expect(gemmCompute(rt, 'matmul', 'main')).toBe('f16');
+      setF16Compute(rt, false);
+    } else {
+      expect(gemmCompute(rt, 'matmul', 'main')).toBe('f32');
+      expect(() => setF16Compute(rt, true)).toThrow(ArgumentError);
+    }
+  });
+
+  it('matmul and linear reject a bad forced instantiation with typed errors before any GPU work', () => {
+    const a = rt.zeros([4, 6]);
+    const b = rt.zeros([6, 5]);
+    const before = rt.dispatches;
+    expect(() => matmul(rt, a, b, { tiles: tiles(8, 8, 'main_direct'), compute: 'f16-emulated' })).toThrow(ArgumentError);
+    expect(() => matmul(rt, a, b, { tiles: tiles(16, 16, 'main'), compute: 'half' as GemmCompute })).toThrow(ArgumentError);
+    expect(() => linear(rt, a, rt.zeros([5, 6]), undefined, { tiles: tiles(8, 8, 'main_direct'), compute: 'f16-emulated' })).toThrow(ArgumentError);
+    if (!rt.hasF16) expect(() => matmul(rt, a, b, { tiles: tiles(16, 16, 'main'), compute: 'f16' })).toThrow(ArgumentError);
+    expect(rt.dispatches).toBe(before);
+    a.dispose();
+    b.dispose();
+  });
+
+  const mains: [string, GemmTiles][] = [
+    ['16x16', tiles(16, 16, 'main')],
+    ['4x32', tiles(4, 32, 'main')],
+    ['32x4', tiles(32, 4, 'main')],
+  ];
+  /** gelu's derivative is below 1.13: the bound on S passes through the epilogue scaled by |alpha| · 1.13. */
+  const GELU_LIPSCHITZ = 1.13;
+
+  it.each(mains)('main %s: the twin cases match the twin on f16-rounded operands (f32 tol) and the unrounded twin (f16 bound)', async (_n, t) => {
+    const runs: [number, number, number, number, boolean, boolean, boolean][] = [
+      // Z, M, K, N, transB, f16-stored b, epilogue (bias + gelu + residual, alpha 0.5)
+      [2, 37, 19, 70, false, false, true],
+      [1, 70, 33, 45, true, true, true],
+      [3, 5, 1, 9, false, false, true],
+      [1, 133, 9, 70, true, false, true],
+      [1, 1, 1, 1, false, false, false],
+      [1, 33, 17, 65, false, false, false],
+      [1, 67, 29, 30, true, false, false],
+      [2, 70, 130, 9, true, false, false],
+      [1, 3, 45, 131, true, false, false],
+      [1, 21, 75, 33, false, true, false],
+    ];
+    for (const c of computes()) {
+      let worst = 0;
+      for (const [Z, M, K, N, transB, f16, epi] of runs) {
+        const label = `${c} [${Z},${M},${K}]x${N}${transB ? 'ᵀ' : ''}`;
+        const bShape = transB ? [N, K] : [K, N];
+        const av = randn(Z * M * K, 40, 2);
+        let bv = randn(K * N, 41, 1 / Math.sqrt(K));
+        if (f16) bv = roundF16(bv);
+        const bias = randn(N, 42);
+        const res = randn(Z * M * N, 43);
+        const alpha = epi ? 0.5 : 1;
+        const ref = epi ? { transB, bias, residual: res, activation: 'gelu' as const, alpha } : { transB };
+        const a = rt.upload(av, [Z, M, K]);
+        const b = rt.upload(bv, bShape, { dtype: f16 ? 'f16' : 'f32' });
+        const bt = rt.upload(bias, [N]);
+        const rs = rt.upload(res, [Z, M, N]);
+        const o = epi ? { transB, bias: bt, residual: rs, activation: 'gelu' as const, alpha } : { transB };
+        const y = matmul(rt, a, b, { ...o, tiles: t, compute: c });
+        const got = await rt.read(y);
+        if (c === 'f16-emulated') expectClose(got, matmulRef(roundF16(av), [Z, M, K], roundF16(bv), bShape, ref), F32, label);
+        const S = matmulRef(abs(av), [Z, M, K], abs(bv), bShape, { transB }).map((s) => s * alpha * (epi ? GELU_LIPSCHITZ : 1));
+        worst = Math.max(worst, expectWithinF16Bound(got, matmulRef(av, [Z, M, K], bv, bShape, ref), S, F32, bound(c), label));
+        for (const x of [a, b, bt, rs, y]) x.dispose();
+      }
+      // The operands were rounded: the error relative to S is far above f32's ~2^-24 scale.
+      expect(worst).toBeGreaterThan(2 ** -16);
+    }
+  });
+
+  it.each(mains)('main %s: fixture ops/linear within the f16 bound, and as the twin on f16-rounded operands', async (_n, t) => {
+    const f = await nodeLoader('ops.io.safetensors');
+    const [xv, wv, bv] = ['x', 'w', 'b'].map((k) => get(f, `linear.${k}`).data as Float32Array) as [Float32Array, Float32Array, Float32Array];
+    const [x, w, b] = ['x', 'w', 'b'].map((k) => rt.upload(get(f, `linear.${k}`).data as Float32Array, get(f, `linear.${k}`).shape)) as [Tensor, Tensor, Tensor];
+    const [N, K] = get(f, 'linear.w').shape as [number, number];
+    const R = xv.length / K;
+    // tolerances.json ops.linear (the f32 tolerance of the fixture), as in test/shared/fixtures-gemm.ts
+    const tol = { atol: 5e-6, rtol: 1e-3 };
+    const y32 = linear(rt, x, w, b, { tiles: t, compute: 'f32' });
+    const got32 = await rt.read(y32);
+    for (const c of computes()) {
+      const y = linear(rt, x, w, b, { tiles: t, compute: c });
+      const got = await rt.read(y);
+      if (c === 'f16-emulated') expectClose(got, matmulRef(roundF16(xv), [R, K], roundF16(wv), [N, K], { transB: true, bias: bv }), tol, c);
+      const S = matmulRef(abs(xv), [R, K], abs(wv), [N, K], { transB: true });
+      expectWithinF16Bound(got, get(f, 'linear.y').data, S, tol, bound(c), `${c} ops/linear`);
+      // f16 operands change the result (the emulation is not the f32 kernel)
+      expect(maxAbsDiff(got, got32)).toBeGreaterThan(U16 / 64);
+      y.dispose();
+    }
+    for (const v of [x, w, b, y32]) v.dispose();
   });
 });
