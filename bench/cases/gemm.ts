@@ -1,4 +1,5 @@
 import { conv2d, convEntry } from '../../src/ops/conv2d.js';
+import { describeCompute, gemmCompute } from '../../src/ops/gemm-compute.js';
 import { describeTiles, gemmTiles, matmul } from '../../src/ops/matmul.js';
 import type { Runtime } from '../../src/runtime/runtime.js';
 import type { BenchCase } from './types.js';
@@ -18,8 +19,9 @@ function matmulCase(M: number, K: number, N: number): BenchCase {
       const a = rt.upload(fill(M * K, 1), [M, K]);
       const b = rt.upload(fill(K * N, 1 / Math.sqrt(K)), [K, N], { persistent: true });
       let y: ReturnType<typeof matmul> | null = null;
+      const t = gemmTiles(rt, M, N, K);
       return {
-        variant: describeTiles(gemmTiles(rt, M, N, K)),
+        variant: `${describeTiles(t)}${describeCompute(gemmCompute(rt, 'matmul', t.entry))}`,
         run() {
           y?.dispose();
           y = matmul(rt, a, b);
@@ -43,7 +45,7 @@ function convCase(Cin: number, H: number, W: number, Cout: number): BenchCase {
       let y: ReturnType<typeof conv2d> | null = null;
       const t = gemmTiles(rt, Cout, H * W, Cin * 9);
       return {
-        variant: `implicit GEMM, ${describeTiles(t)}${convEntry(t, 3, 3, 1, W) === 'main_sg3' ? ' (main_sg3: 3x3 sliding window)' : ''}`,
+        variant: `implicit GEMM, ${describeTiles(t)}${convEntry(t, 3, 3, 1, W) === 'main_sg3' ? ' (main_sg3: 3x3 sliding window)' : ''}${describeCompute(gemmCompute(rt, 'conv2d', t.entry))}`,
         run() {
           y?.dispose();
           y = conv2d(rt, x, w, b, { padding: 1 });
