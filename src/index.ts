@@ -43,6 +43,8 @@ export {
 export { matmul, linear, conv2d, type Activation, type MatmulOptions, type Conv2dOptions } from './ops/index.js';
 /** Subgroup kernels are the default where the device has `subgroups`; `setSubgroupKernels(rt, false)` forces the portable ones. */
 export { setSubgroupKernels, subgroupKernels } from './ops/subgroups.js';
+/** GEMM/conv multiply f16 operands (f32 accumulation) where the device has `shader-f16`; `setF16Compute(rt, false)` keeps f32. */
+export { setF16Compute, f16Compute } from './ops/gemm-compute.js';
 export { AutoencoderKL, DEFAULT_MAX_TILE_BYTES, type AutoencoderKLLoadOptions, type TilingOptions, type TilingPlan, type TilingReport, type VaeRunOptions } from './models/vae/model.js';
 export { AutoencoderKLConfig, parseAutoencoderKLConfig } from './models/vae/config.js';
 export { vaeKeyRenamer, detectVaeDialect, type VaeKeyDialect } from './models/keys.js';

@@ -3,6 +3,7 @@
  * It runs the same FixtureChecks as Node, on the library's Runtime over navigator.gpu, compares inside the
  * page and hands JSON reports back to test/browser/ops.test.ts.
  */
+import { setF16Compute } from '../../src/ops/gemm-compute.js';
 import { createRuntime } from '../../src/runtime/gpu.js';
 import type { Runtime } from '../../src/runtime/runtime.js';
 import { allChecks } from '../shared/all-checks.js';
@@ -63,7 +64,11 @@ const load: FixtureLoader = (file) => {
 
 let runtime: Promise<Runtime> | null = null;
 function getRuntime(): Promise<Runtime> {
-  runtime ??= createRuntime({ log: (m) => console.info(m) });
+  // f16 compute (GPUs with shader-f16) off: the fixture checks use f32 tolerances.
+  runtime ??= createRuntime({ log: (m) => console.info(m) }).then((rt) => {
+    setF16Compute(rt, false);
+    return rt;
+  });
   return runtime;
 }
 
