@@ -22,6 +22,14 @@ function body(): string {
     const text = readFileSync(p, 'utf8').replace(/^<!--.*?-->\s*/s, '').trim();
     parts.push(text.replace(/^### /m, '#### '), '', `Source: [${p}](${p}).`, '');
   }
+  if (existsSync('bench-results/vae-memory.md')) {
+    parts.push(
+      'Peak GPU memory of the SD VAE (real topology, random weights) decoding and encoding 512², 1024² and 2048² within ' +
+        'a 1.5 GiB budget, and the largest single buffer: [bench-results/vae-memory.md](bench-results/vae-memory.md) ' +
+        '(`node dist/bench/vae-memory.js`).',
+      '',
+    );
+  }
   if (!existsSync('bench-results/gpu.md')) {
     parts.push(
       'Real-GPU timings (1024²: LCM 4 steps + CFM Euler 4/40 NFE + tiled decode) come from `npm run bench:gpu` on a machine ' +
