@@ -18,7 +18,7 @@ import { testRuntime } from '../helpers/device.js';
 import { FIXTURES, fx, loadFixture, nodeLoader, tolerance } from '../helpers/fixtures.js';
 import { TINY_VAE_CONFIG, vaeChecks } from '../shared/fixtures-vae.js';
 
-const KEYS = new URL('../../../shared/docs/keys/', import.meta.url);
+const KEYS = new URL('../fixtures/keys/', import.meta.url);
 
 function tsvKeys(name: string): string[] {
   return readFileSync(new URL(name, KEYS), 'utf8').trim().split('\n').slice(1).map((l) => l.split('\t')[1]!);
