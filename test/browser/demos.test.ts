@@ -56,7 +56,9 @@ describe('text-to-image demo', () => {
     expect(r.lowres).toEqual([512, 512]);
     const canvases = await h.evaluate(() => ['lowres', 'boosted'].map((id) => [(document.getElementById(id) as HTMLCanvasElement).width, (document.getElementById(id) as HTMLCanvasElement).height]));
     expect(canvases).toEqual([[512, 512], [1024, 1024]]);
-    expect(await h.evaluate(() => !(document.getElementById('download') as HTMLAnchorElement).hidden)).toBe(true);
+    // The link appears once the canvas is encoded as a PNG (canvas.toBlob is asynchronous).
+    await h.page.waitForFunction(() => !(document.getElementById('download') as HTMLAnchorElement).hidden, { timeout: 60_000 });
+    expect(await h.evaluate(() => (document.getElementById('download') as HTMLAnchorElement).href)).toMatch(/^blob:/);
     await h.screenshot('demo-text-to-image');
 
     for (const f of WEIGHTS) {
