@@ -194,27 +194,7 @@ export class AutoencoderKL {
     if (N < 1 || h < 1 || w < 1) throw new ShapeError(op, `z [${z.shape}] is empty`);
     if (z.dtype !== 'f32') throw new ShapeError(op, `z must be f32, got ${z.dtype}`);
     const rt = z.rt;
-    let tiling = o.tiling;
-    let plan = this.planTiling(rt, 'decode', N, h, w, tiling);
-    throwIfAborted(o.signal, op);
-    for (;;) {
-      try {
-        return await this.decodePlanned(dec, z, plan, tiling, o.signal);
-      } catch (e) {
-        // Out of memory while running (a buffer the GPU could not allocate, or an estimate that was low):
-        // everything the attempt made is freed; retry with half the tile edge while a smaller tile exists.
-        // Exact tiling gives the same image at any tile size. planTiling throws when nothing smaller fits.
-        if (!(e instanceof OutOfMemoryError) || tiling === 'off' || (plan.T <= 1 && plan.streamT <= 1)) throw e;
-        const base: TilingOptions = typeof tiling === 'object' ? tiling : {};
-        tiling = {
-          ...base,
-          tileSize: Math.max(1, Math.floor(plan.T / 2)),
-          ...(plan.mode === 'streaming' ? { mode: 'streaming' as const, streamTileSize: Math.max(1, Math.floor(plan.streamT / 2)) } : {}),
-        };
-        plan = this.planTiling(rt, 'decode', N, h, w, tiling);
-        throwIfAborted(o.signal, op);
-      }
-    }
+    return this.withTileRetry(rt, 'decode', N, h, w, o, (plan, tiling) => this.decodePlanned(dec, z, plan, tiling, o.signal));
   }
 
   private decodePlanned(dec: Decoder, z: Tensor, plan: TilingPlan, tiling: VaeRunOptions['tiling'], signal: AbortSignal | undefined): Promise<{ image: Tensor; report: TilingReport }> {
@@ -380,25 +360,7 @@ export class AutoencoderKL {
     const rt = image.rt;
     const h = H / f;
     const w = W / f;
-    let tiling = o.tiling;
-    let plan = this.planTiling(rt, 'encode', N, h, w, tiling);
-    throwIfAborted(o.signal, op);
-    for (;;) {
-      try {
-        return await this.encodePlanned(enc, image, plan, o.signal);
-      } catch (e) {
-        // As in decode: out of memory while running retries with half the tile edge(s); same result.
-        if (!(e instanceof OutOfMemoryError) || tiling === 'off' || (plan.T <= 1 && plan.streamT <= 1)) throw e;
-        const base: TilingOptions = typeof tiling === 'object' ? tiling : {};
-        tiling = {
-          ...base,
-          tileSize: Math.max(1, Math.floor(plan.T / 2)),
-          ...(plan.mode === 'streaming' ? { mode: 'streaming' as const, streamTileSize: Math.max(1, Math.floor(plan.streamT / 2)) } : {}),
-        };
-        plan = this.planTiling(rt, 'encode', N, h, w, tiling);
-        throwIfAborted(o.signal, op);
-      }
-    }
+    return this.withTileRetry(rt, 'encode', N, h, w, o, (plan) => this.encodePlanned(enc, image, plan, o.signal));
   }
 
   private encodePlanned(enc: Encoder, image: Tensor, plan: TilingPlan, signal: AbortSignal | undefined): Promise<{ mean: Tensor; logvar: Tensor; report: TilingReport }> {
@@ -585,6 +547,41 @@ export class AutoencoderKL {
   private footprint(which: 'decode' | 'encode', N: number, h: number, w: number, T: number): { tile: number; peak: number } {
     const top = this.config.block_out_channels[this.config.block_out_channels.length - 1]!;
     return footprintOf(this.sites(which), N, h, w, T, top);
+  }
+
+  /**
+   * Plans the tiling and runs `attempt`. Out of memory while running (a buffer the GPU could not allocate, or an
+   * estimate that was low): everything the attempt made is freed; retry with half the tile edge(s) while a smaller
+   * tile exists. Exact tiling gives the same result at any tile size; planTiling throws when nothing smaller fits.
+   */
+  private async withTileRetry<T>(
+    rt: Runtime,
+    which: 'decode' | 'encode',
+    N: number,
+    h: number,
+    w: number,
+    o: VaeRunOptions,
+    attempt: (plan: TilingPlan, tiling: VaeRunOptions['tiling']) => Promise<T>,
+  ): Promise<T> {
+    const op = `AutoencoderKL.${which}`;
+    let tiling = o.tiling;
+    let plan = this.planTiling(rt, which, N, h, w, tiling);
+    throwIfAborted(o.signal, op);
+    for (;;) {
+      try {
+        return await attempt(plan, tiling);
+      } catch (e) {
+        if (!(e instanceof OutOfMemoryError) || tiling === 'off' || (plan.T <= 1 && plan.streamT <= 1)) throw e;
+        const base: TilingOptions = typeof tiling === 'object' ? tiling : {};
+        tiling = {
+          ...base,
+          tileSize: Math.max(1, Math.floor(plan.T / 2)),
+          ...(plan.mode === 'streaming' ? { mode: 'streaming' as const, streamTileSize: Math.max(1, Math.floor(plan.streamT / 2)) } : {}),
+        };
+        plan = this.planTiling(rt, which, N, h, w, tiling);
+        throwIfAborted(o.signal, op);
+      }
+    }
   }
 
   /**
